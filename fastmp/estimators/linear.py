@@ -1,0 +1,64 @@
+"""Exact Monte Carlo estimator for linear allocations.
+
+Per trial: draw teacher, frozen student weights and inputs from the trial's own stream,
+assemble the ``d m x r`` allocated system (model kernel, :mod:`fastmp.kernels.linear`),
+decide solvability by pivoted QR (:mod:`fastmp.kernels.decide` or the LAPACK-backed
+Cython twin). All of it runs in compiled code over batches of trials; Python only
+loops over batches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import DEFAULT_TOLERANCES
+from ..kernels.decide import decide_batch as _decide_numba
+
+BACKENDS = ("numba", "cython")
+
+
+def _decider(backend):
+    if backend == "numba":
+        return _decide_numba
+    if backend == "cython":
+        try:
+            from .._ext._lapack import decide_batch
+        except ImportError as exc:  # pragma: no cover - build problem
+            raise ImportError(
+                "backend='cython' needs the compiled extension fastmp._ext._lapack; "
+                "reinstall with `pip install -e .[dev]`") from exc
+        return decide_batch
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def linear_systems(model, name, mask, m, seed, start, count):
+    """Assembled systems of trials ``start .. start+count-1``: ``(C, rhs, scale)`` with
+    ``C`` of shape ``(count, d*m, r)``. Exposed for tests, benchmarks and embedding."""
+    kernel, dims = model._linear_kernel()
+    which = model.param_names.index(name)
+    seg_start, seg_scale = model.segment_arrays(m)
+    ai, aj = np.nonzero(mask)
+    ai = ai.astype(np.int64)
+    aj = aj.astype(np.int64)
+    M = model.d * m
+    C = np.empty((count, M, ai.size))
+    rhs = np.empty((count, M))
+    scale = np.empty(count)
+    kernel(dims, which, np.uint64(seed), np.int64(start), np.int64(count), seg_start, seg_scale,
+           ai, aj, C, rhs, scale)
+    return C, rhs, scale
+
+
+def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4096,
+               tolerances=DEFAULT_TOLERANCES, progress=None):
+    """Per-trial status codes (int8 array of length ``trials``) of a linear allocation."""
+    name = allocation.linear_param
+    decide = _decider(backend)
+    tol = tolerances.as_tuple()
+    status = np.empty(trials, dtype=np.int8)
+    for start in range(0, trials, batch_size):
+        count = min(batch_size, trials - start)
+        C, rhs, scale = linear_systems(model, name, allocation.mask(name), m, seed, start, count)
+        decide(C, rhs, scale, *tol, status[start:start + count])
+        if progress is not None:
+            progress(count)
+    return status

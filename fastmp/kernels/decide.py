@@ -1,0 +1,119 @@
+"""Rank-revealing match decision for one linear system ``C w = rhs``.
+
+The system of a linear allocation (Lemma A.3: ``vec(L P R) = (R^T (x) L) vec(P)``,
+restricted to the allocated columns) has a real solution iff ``rhs`` lies in the range of
+``C``. We decide this with Householder QR with column pivoting (the algorithm of LAPACK's
+``dgeqp3``): the pivots reveal the numerical rank ``k``, and the tail ``(Q^T rhs)[k:]`` is
+the part of ``rhs`` no setting of the learnable weights can reach. Thresholds and their
+meaning are documented in :class:`fastmp._config.Tolerances`. The Cython backend
+(``fastmp._ext._lapack``) implements the same decision on top of LAPACK.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import AMBIGUOUS, MATCH, NO_MATCH, jit
+
+
+@jit
+def decide_inplace(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, colnorm):
+    """Decide solvability of ``C w = rhs``; ``C`` and ``rhs`` are overwritten.
+
+    ``C`` is ``M x N`` (any layout), ``rhs`` has length ``M``, ``colnorm`` is scratch of
+    length ``N``. Returns ``(status, rank, rho_min_kept, residual)`` where ``status`` is
+    ``MATCH``, ``NO_MATCH`` or ``AMBIGUOUS``.
+    """
+    M, N = C.shape
+    kmax = min(M, N)
+    # Column norms; recomputed from the trailing block at every step (no downdating),
+    # which costs the same order as the factorisation and avoids LAPACK's
+    # cancellation-recovery logic.
+    ref = 0.0
+    rank = 0
+    ambiguous = False
+    rho_min = 1.0
+    for j in range(kmax):
+        # pivot: the trailing column with the largest norm
+        best = -1.0
+        p = j
+        for c in range(j, N):
+            s = 0.0
+            for i in range(j, M):
+                s += C[i, c] * C[i, c]
+            colnorm[c] = s
+            if s > best:
+                best = s
+                p = c
+        if p != j:
+            for i in range(M):
+                t = C[i, j]
+                C[i, j] = C[i, p]
+                C[i, p] = t
+        alpha = np.sqrt(best)
+        if j == 0:
+            ref = alpha
+            if ref == 0.0:
+                break
+        rho = alpha / ref
+        if rho >= rank_hi:
+            rank += 1
+            rho_min = rho
+        else:
+            if rho > rank_lo:
+                ambiguous = True
+            break
+        # Householder reflector v with v[0] = 1 mapping C[j:, j] to (beta, 0, ...)
+        x0 = C[j, j]
+        beta = -alpha if x0 >= 0.0 else alpha
+        v0 = x0 - beta
+        # v = C[j:, j] / v0 with v[j] = 1; H = I - tau v v^T, tau = (beta - x0) / beta
+        tau = (beta - x0) / beta
+        inv = 1.0 / v0
+        for i in range(j + 1, M):
+            C[i, j] *= inv
+        C[j, j] = beta
+        # apply H to the trailing columns
+        for c in range(j + 1, N):
+            s = C[j, c]
+            for i in range(j + 1, M):
+                s += C[i, j] * C[i, c]
+            s *= tau
+            C[j, c] -= s
+            for i in range(j + 1, M):
+                C[i, c] -= s * C[i, j]
+        # and to rhs
+        s = rhs[j]
+        for i in range(j + 1, M):
+            s += C[i, j] * rhs[i]
+        s *= tau
+        rhs[j] -= s
+        for i in range(j + 1, M):
+            rhs[i] -= s * C[i, j]
+    res = 0.0
+    for i in range(rank, M):
+        res += rhs[i] * rhs[i]
+    res = np.sqrt(res) / scale if scale > 0.0 else np.sqrt(res)
+    if ambiguous:
+        return AMBIGUOUS, rank, rho_min, res
+    if res <= res_lo:
+        return MATCH, rank, rho_min, res
+    if res >= res_hi:
+        return NO_MATCH, rank, rho_min, res
+    return AMBIGUOUS, rank, rho_min, res
+
+
+@jit
+def decide_batch(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, status):
+    """Decide every system of a batch: ``C[b]`` (``M x N``), ``rhs[b]``, ``scale[b]``.
+
+    Works on copies, so the inputs are left unchanged (the Cython backend gets the same
+    arrays). Writes ``status[b]``.
+    """
+    B, M, N = C.shape
+    work = np.empty((M, N))
+    r = np.empty(M)
+    colnorm = np.empty(N)
+    for b in range(B):
+        work[:, :] = C[b]
+        r[:] = rhs[b]
+        status[b] = decide_inplace(work, r, scale[b], rank_lo, rank_hi, res_lo, res_hi, colnorm)[0]

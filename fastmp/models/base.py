@@ -1,0 +1,143 @@
+"""What every architecture provides: parameter shapes, the forward map, the sampling
+layout of Appendix E.3 and, for parameters it is linear in, the terms of its system.
+
+Models know their equations; solvers know nothing about models. A model states
+
+* ``param_shapes``: ordered ``{name: (rows, cols)}`` with the paper's names;
+* ``forward(weights, X)``: the output ``Y`` (``d x m``) for a weight dict;
+* ``linear_terms(name, weights, X, matmul)``: for a parameter the output is linear in,
+  the list of ``(L_t, R_t)`` with ``Y = sum_t L_t P R_t`` (Lemma A.3 form). ``matmul`` is
+  injectable so the same code evaluates the system exactly over a finite field
+  (:mod:`fastmp.theory.generic`);
+* ``_linear_kernel``: the compiled batch kernel that draws trials and assembles their
+  allocated systems (same draws as :meth:`trial_draws`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.rng import draw_segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    role: str  # "teacher", "student" or "input"
+    name: str
+    shape: tuple
+    scale: float
+
+
+def _check_dim(model, name, value, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{model}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{model}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class Model:
+    """Base class. Subclasses set ``param_shapes``, ``d`` and ``linear_params``."""
+
+    #: parameters an allocation may be confined to for a *linear* system
+    linear_params: tuple = ()
+    d: int
+    param_shapes: dict
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def param_names(self):
+        return tuple(self.param_shapes)
+
+    @property
+    def n_weights(self):
+        return int(sum(r * c for r, c in self.param_shapes.values()))
+
+    def fan_in(self, name):
+        """Number of columns of parameter ``name``: its entries are N(0, 1/fan_in) (E.3)."""
+        return self.param_shapes[name][1]
+
+    def input_shape(self, m):
+        raise NotImplementedError
+
+    def dims(self):
+        """Constructor arguments, for display and serialisation."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.dims().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.dims() == other.dims()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(self.dims().items())))
+
+    # ------------------------------------------------------------------ maps
+    def forward(self, weights, X):
+        raise NotImplementedError
+
+    def linear_terms(self, name, weights, X, matmul=np.matmul):
+        raise NotImplementedError(f"{type(self).__name__} is not linear in {name!r}")
+
+    def max_generic_m(self):
+        """Largest m for which the teacher's m outputs are generic in R^{d x m}
+        (the paper's standing assumption that square input matrices are invertible)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ sampling
+    def layout(self, m):
+        """Segments of one trial's random buffer, in draw order (Appendix E.3):
+        teacher weights, the student's frozen weights (all entries drawn; the allocated
+        ones are ignored), then the inputs X ~ N(0, 1)."""
+        segs = []
+        for role in ("teacher", "student"):
+            for name, shape in self.param_shapes.items():
+                segs.append(Segment(role, name, shape, 1.0 / np.sqrt(self.fan_in(name))))
+        segs.append(Segment("input", "X", self.input_shape(m), 1.0))
+        return segs
+
+    def segment_arrays(self, m):
+        segs = self.layout(m)
+        sizes = [int(np.prod(s.shape)) for s in segs]
+        start = np.zeros(len(segs) + 1, dtype=np.int64)
+        start[1:] = np.cumsum(sizes)
+        scale = np.array([s.scale for s in segs], dtype=np.float64)
+        return start, scale
+
+    def trial_draws(self, seed, trial, m):
+        """The draws of one trial as ``(teacher, student, X)`` -- the same numbers the
+        compiled kernels use for ``(seed, trial)``."""
+        segs = self.layout(m)
+        start, scale = self.segment_arrays(m)
+        buf = np.empty(int(start[-1]))
+        draw_segments(np.uint64(seed), np.uint64(trial), start, scale, buf)
+        teacher, student, X = {}, {}, None
+        for k, s in enumerate(segs):
+            arr = buf[start[k]:start[k + 1]].reshape(s.shape).copy()
+            if s.role == "teacher":
+                teacher[s.name] = arr
+            elif s.role == "student":
+                student[s.name] = arr
+            else:
+                X = arr
+        return teacher, student, X
+
+    def sample(self, rng, m):
+        """Independent draws from a ``numpy.random.Generator`` (for users' own loops)."""
+        def draw(shape, scale):
+            return rng.standard_normal(shape) * scale
+        teacher = {n: draw(s, 1 / np.sqrt(self.fan_in(n))) for n, s in self.param_shapes.items()}
+        student = {n: draw(s, 1 / np.sqrt(self.fan_in(n))) for n, s in self.param_shapes.items()}
+        return teacher, student, draw(self.input_shape(m), 1.0)
+
+    # ------------------------------------------------------------------ kernels
+    def _linear_kernel(self):
+        """``(kernel, dims_array)`` of the compiled batch kernel for linear parameters.
+
+        The kernel signature is ``kernel(dims, which, seed, start, count, seg_start,
+        seg_scale, alloc_i, alloc_j, C, rhs, scale)``.
+        """
+        raise NotImplementedError

@@ -1,0 +1,110 @@
+"""Linear multi-layer feed-forward network (paper §4): ``Y = W_L ... W_1 X``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import jit
+from ..kernels.linear import assemble
+from ..kernels.rng import draw_segments
+from .base import Model, _check_dim
+
+
+class LinearFFN(Model):
+    """``Y = W_L W_{L-1} ... W_1 X`` with ``widths = (q, n_1, ..., n_{L-1}, d)``.
+
+    Parameters ``W1 ... WL`` (``W1`` next to the input), ``W_l`` of shape
+    ``(n_l, n_{l-1})``. §4 requires every hidden width ``n_l >= q`` and ``>= d`` so that
+    a fully learned network expresses every linear map.
+
+    Learning one layer ``W_l`` is linear (Theorem 4.1 / C.1):
+    ``Y = A W_l B`` with ``A = W_L ... W_{l+1}``, ``B = W_{l-1} ... W_1 X``.
+    """
+
+    def __init__(self, widths):
+        try:
+            widths = tuple(widths)
+        except TypeError:
+            raise TypeError(f"LinearFFN: widths must be a sequence of integers, got {widths!r}") from None
+        if len(widths) < 2:
+            raise ValueError("LinearFFN: widths needs at least (q, d): input and output sizes")
+        widths = tuple(_check_dim("LinearFFN", f"widths[{i}]", w) for i, w in enumerate(widths))
+        self.widths = widths
+        self.q, self.d = widths[0], widths[-1]
+        self.L = len(widths) - 1
+        for i, w in enumerate(widths[1:-1], start=1):
+            if w < self.q or w < self.d:
+                raise ValueError(
+                    f"LinearFFN: hidden layer {i} has width {w} < max(q, d) = "
+                    f"{max(self.q, self.d)}; §4 requires n_l >= q and n_l >= d "
+                    "(no layer narrower than the input or the output)")
+        self.param_shapes = {f"W{l}": (widths[l], widths[l - 1]) for l in range(1, self.L + 1)}
+        self.linear_params = tuple(self.param_shapes)
+
+    def dims(self):
+        return {"widths": self.widths}
+
+    def input_shape(self, m):
+        return (self.q, m)
+
+    def max_generic_m(self):
+        return self.q
+
+    def layer_index(self, name):
+        return self.param_names.index(name) + 1
+
+    def forward(self, weights, X):
+        h = X
+        for l in range(1, self.L + 1):
+            h = weights[f"W{l}"] @ h
+        return h
+
+    def linear_terms(self, name, weights, X, matmul=np.matmul):
+        if name not in self.param_shapes:
+            return super().linear_terms(name, weights, X, matmul)
+        l = self.layer_index(name)
+        R = X
+        for k in range(1, l):
+            R = matmul(weights[f"W{k}"], R)
+        Lm = np.eye(self.d, dtype=X.dtype)
+        for k in range(self.L, l, -1):
+            Lm = matmul(Lm, weights[f"W{k}"])
+        return [(Lm, R)]
+
+    def _linear_kernel(self):
+        return _ffn_batch, np.array((self.L,) + self.widths, dtype=np.int64)
+
+
+@jit
+def _layer(buf, seg_start, seg, widths, l):
+    # layer l (0-based) lives in segment `seg`; shape (widths[l+1], widths[l])
+    return buf[seg_start[seg]:seg_start[seg + 1]].reshape((widths[l + 1], widths[l]))
+
+
+@jit
+def _ffn_batch(dims, which, seed, start, count, seg_start, seg_scale,
+               alloc_i, alloc_j, C, rhs, scale):
+    L = dims[0]
+    widths = dims[1:]
+    q, d = widths[0], widths[L]
+    m = C.shape[1] // d
+    buf = np.empty(seg_start[-1])
+    Ls = np.empty((1, d, widths[which + 1]))
+    Rs = np.empty((1, widths[which], m))
+    P = np.empty((widths[which + 1], widths[which]))
+    for k in range(count):
+        draw_segments(seed, np.uint64(start + k), seg_start, seg_scale, buf)
+        X = buf[seg_start[2 * L]:seg_start[2 * L + 1]].reshape((q, m))
+        h = X.copy()
+        for l in range(L):
+            h = np.dot(_layer(buf, seg_start, l, widths, l), h)
+        ystar = h
+        R = X.copy()
+        for l in range(which):
+            R = np.dot(_layer(buf, seg_start, L + l, widths, l), R)
+        G = np.eye(d)
+        for l in range(L - 1, which, -1):
+            G = np.dot(G, _layer(buf, seg_start, L + l, widths, l))
+        Ls[0] = G
+        Rs[0] = R
+        P[:, :] = _layer(buf, seg_start, L + which, widths, which)
+        scale[k] = assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C[k], rhs[k])
