@@ -89,9 +89,9 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
     if allocation.linear_param is None:
         raise NotImplementedError(_missing_method(model, allocation))
     t0 = time.perf_counter()
-    status = run_linear(model, allocation, m, trials, seed, backend=backend,
+    status, refined = run_linear(model, allocation, m, trials, seed, backend=backend,
                         batch_size=batch_size, tolerances=tolerances, progress=progress)
     return MPResult.from_status(
         status, m=m, r=allocation.r, seed=seed, method="linear", backend=backend,
-        model=repr(model), allocation=repr(allocation), budget={},
+        model=repr(model), allocation=repr(allocation), refined=refined, budget={},
         seconds=time.perf_counter() - t0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import DEFAULT_TOLERANCES
+from .._config import AMBIGUOUS, DEFAULT_TOLERANCES
 from ..kernels.decide import decide_batch as _decide_numba
+from .refine import exact_status
 
 BACKENDS = ("numba", "cython")
 
@@ -50,15 +51,21 @@ def linear_systems(model, name, mask, m, seed, start, count):
 
 def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4096,
                tolerances=DEFAULT_TOLERANCES, progress=None):
-    """Per-trial status codes (int8 array of length ``trials``) of a linear allocation."""
+    """Per-trial status codes (int8 array of length ``trials``) of a linear allocation,
+    and the number of trials re-decided in exact arithmetic (:mod:`.refine`)."""
     name = allocation.linear_param
+    mask = allocation.mask(name)
+    refined = 0
     decide = _decider(backend)
     tol = tolerances.as_tuple()
     status = np.empty(trials, dtype=np.int8)
     for start in range(0, trials, batch_size):
         count = min(batch_size, trials - start)
-        C, rhs, scale = linear_systems(model, name, allocation.mask(name), m, seed, start, count)
+        C, rhs, scale = linear_systems(model, name, mask, m, seed, start, count)
         decide(C, rhs, scale, *tol, status[start:start + count])
+        for k in np.flatnonzero(status[start:start + count] == AMBIGUOUS):
+            status[start + k] = exact_status(model, name, mask, m, seed, start + k)
+            refined += 1
         if progress is not None:
             progress(count)
-    return status
+    return status, refined

@@ -38,8 +38,9 @@ class MPResult:
     """Estimated match probability ``MP(A, m)`` (Definition 2.3).
 
     ``mp = matches / trials``; ``ci_low``/``ci_high`` is the Wilson 95% interval.
-    ``ambiguous`` counts trials whose system was numerically too close to singular to
-    decide (see :class:`fastmp.Tolerances`); they are *not* counted as matches.
+    ``refined`` counts trials whose floating-point decision fell in the ambiguous band
+    (see :class:`fastmp.Tolerances`) and were re-decided in exact arithmetic;
+    ``ambiguous`` counts trials left undecided -- never counted as matches.
     ``status`` holds one code per trial (0 no match, 1 match, 2 ambiguous).
     """
 
@@ -56,6 +57,7 @@ class MPResult:
     backend: str
     model: str
     allocation: str
+    refined: int = 0
     budget: dict = field(default_factory=dict)
     seconds: float = 0.0
     status: np.ndarray = field(default=None, repr=False, compare=False)
@@ -77,5 +79,6 @@ class MPResult:
 
     def __str__(self):
         return (f"MP = {self.mp:.4f}  [{self.ci_low:.4f}, {self.ci_high:.4f}]  "
-                f"({self.matches}/{self.trials} matches, {self.ambiguous} ambiguous; "
+                f"({self.matches}/{self.trials} matches, {self.refined} decided exactly, "
+                f"{self.ambiguous} undecided; "
                 f"m={self.m}, r={self.r}, method={self.method}, backend={self.backend})")

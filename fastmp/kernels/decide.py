@@ -93,6 +93,9 @@ def decide_inplace(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, colnorm):
     for i in range(rank, M):
         res += rhs[i] * rhs[i]
     res = np.sqrt(res) / scale if scale > 0.0 else np.sqrt(res)
+    # Rounding leaves a tail of size ~ eps * scale / rho_min even for a consistent
+    # system (the solution has size ~ |rhs| / sigma_k): judge the tail relative to that.
+    res *= rho_min
     if ambiguous:
         return AMBIGUOUS, rank, rho_min, res
     if res <= res_lo:

@@ -19,11 +19,11 @@ class LRNN(Model):
     are proved for eq. 3.3, which we follow.)
 
     Parameters: ``W`` (n x n), ``B`` (n x b), ``D`` (d x n). Inputs ``X`` have shape
-    ``(T, b, m)``. Required: ``T b <= n`` (the T b inputs reach independent states) and
-    Theorem B.1's count ``T b d <= n (d + b)`` (else the input-output map is
-    degenerate). The paper simplifies B.1 to "``T b <= n`` and ``T d <= n``", but its own
-    Figure 2 runs ``T = n/2, d = 4`` (``T d = 2n``), so ``T d > n`` is allowed; results that
-    need ``T d <= n`` (the column parts of Theorems 3.4/3.5) are applied only when it holds.
+    ``(T, b, m)``. Required: ``T b <= n`` (the T b inputs reach independent states); it
+    implies Theorem B.1's exact count ``T b d <= n (d + b)`` for a non-degenerate
+    input-output map. The paper simplifies B.1 to "``T b <= n`` and ``T d <= n``", but its
+    own Figure 2 runs ``T = n/2, d = 4`` (``T d = 2n``), so ``T d > n`` is allowed; results
+    that need ``T d <= n`` (the column parts of Theorems 3.4/3.5) apply only when it holds.
     """
 
     linear_params = ("B", "D")
@@ -36,12 +36,7 @@ class LRNN(Model):
         if self.T * self.b > self.n:
             raise ValueError(
                 f"LRNN: T*b = {self.T * self.b} exceeds n = {self.n}; the paper assumes "
-                "T b <= n (Theorem B.1: otherwise the input-output map is degenerate)")
-        if self.T * self.b * self.d > self.n * (self.d + self.b):
-            raise ValueError(
-                f"LRNN: T*b*d = {self.T * self.b * self.d} exceeds n*(d+b) = "
-                f"{self.n * (self.d + self.b)}; by Theorem B.1 the network then cannot express "
-                "a generic linear map from its T*b inputs to its d outputs (degenerate)")
+                "T b <= n (Theorem B.1: otherwise the T b inputs cannot reach independent states)")
         self.param_shapes = {"W": (self.n, self.n), "B": (self.n, self.b), "D": (self.d, self.n)}
 
     def dims(self):

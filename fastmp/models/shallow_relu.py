@@ -10,7 +10,8 @@ from .base import Model, _check_dim
 
 
 def relu(x):
-    return np.maximum(x, 0.0)
+    # integer 0 keeps exact (Fraction) inputs exact; floats stay floats
+    return np.maximum(x, 0)
 
 
 class ShallowReLU(Model):

@@ -66,16 +66,35 @@ def rank_mod_p(A, p=PRIME):
     return rank
 
 
-def system_mod_p(model, name, mask, m, rng, p=PRIME):
-    """``(C, rhs)`` of a linear allocation at a uniform random point of GF(p)."""
-    matmul = _mulmod(p)
+#: Further primes below 2**24 (independent evaluations of the same exact system).
+PRIMES = (16777213, 16777199, 16777183)
 
+
+def random_point(model, m, rng, p=PRIME):
+    """Teacher, student and inputs drawn uniformly from GF(p)."""
     def draw(shape):
         return rng.integers(0, p, size=shape, dtype=np.int64)
 
     teacher = {n: draw(s) for n, s in model.param_shapes.items()}
     student = {n: draw(s) for n, s in model.param_shapes.items()}
-    X = draw(model.input_shape(m))
+    return teacher, student, draw(model.input_shape(m))
+
+
+def residues(x, p):
+    """Exact residues mod ``p`` of float64 values (each double is ``mant * 2**e``)."""
+    x = np.asarray(x, dtype=np.float64)
+    frac, ex = np.frexp(x)
+    mant = np.ldexp(frac, 53).astype(np.int64)      # exact: |frac| < 1, 53-bit mantissa
+    ex = ex.astype(np.int64) - 53
+    lo = int(ex.min()) if ex.size else 0
+    table = np.array([pow(2, int(e), p) for e in range(lo, int(ex.max()) + 1 if ex.size else 1)],
+                     dtype=np.int64)
+    return (mant % p) * table[ex - lo] % p
+
+
+def system_mod_p(model, name, mask, m, teacher, student, X, p=PRIME):
+    """``(C, rhs)`` of a linear allocation evaluated in GF(p) at the given residues."""
+    matmul = _mulmod(p)
     terms = [(L % p, R % p) for L, R in model.linear_terms(name, student, X, matmul)]
     tterms = model.linear_terms(name, teacher, X, matmul)
     d = model.d
@@ -138,7 +157,7 @@ def generic_decision(model, allocation, m=None, evaluations=3, seed=0):
     M = model.d * m
     best_c = best_a = -1
     for k in range(evaluations):
-        C, rhs = system_mod_p(model, name, mask, m, rng)
+        C, rhs = system_mod_p(model, name, mask, m, *random_point(model, m, rng))
         rc = rank_mod_p(C)
         if rc == M:
             return GenericDecision(True, True, M, M, M, C.shape[1], k + 1)
