@@ -134,14 +134,17 @@ def theorem35(model, m=None, by="rows", rng=None):
     return Allocation(model, {"W": mask})
 
 
-def budget_allocation(model, name, m, rng=None, *, max_tries=1000):
+def budget_allocation(model, name, m, rng=None, *, maximal=False, max_tries=1000):
     """Random allocation of ``r = d m`` weights in a parameter the model is linear in,
     within the row/column budgets of Theorems 3.2 (LRNN encoder: ``T m`` per row, ``T d``
     per column) and 4.1 (FFN layer: ``m`` per row, ``d`` per column).
 
-    The budgets are necessary, not sufficient: use :func:`fastmp.classify` to tell which
-    of these allocations are maximal.
+    The budgets are necessary, not sufficient. With ``maximal=True`` allocations are
+    redrawn until they also meet the exact count condition over sets of rows and columns
+    (:func:`fastmp.theory.worst_violation`), i.e. are maximal by construction.
     """
+    from .theory.counting import worst_violation  # theory imports generators' models only
+
     d = model.d
     if isinstance(model, LRNN) and name == "B":
         row_cap, col_cap = model.T * m, model.T * d
@@ -150,9 +153,14 @@ def budget_allocation(model, name, m, rng=None, *, max_tries=1000):
     else:
         raise ValueError(f"budget_allocation: no row/column budget theorem for {name!r} of {type(model).__name__}")
     shape = model.param_shapes[name]
-    mask = random_mask(shape, d * m, rng, k=shape[0], row_cap=row_cap, col_cap=col_cap,
-                       use_all=False, max_tries=max_tries)
-    return Allocation(model, {name: mask})
+    rng = _rng(rng)
+    k = model.T if isinstance(model, LRNN) else 1
+    for _ in range(max_tries):
+        mask = random_mask(shape, d * m, rng, k=shape[0], row_cap=row_cap, col_cap=col_cap,
+                           use_all=False, max_tries=max_tries)
+        if not maximal or worst_violation(mask, d, m, k)[0] <= 0:
+            return Allocation(model, {name: mask})
+    raise ValueError(f"budget_allocation: no maximal allocation found in {max_tries} tries")
 
 
 #: The six allocations of two weights in the 2 x 2 recurrent matrix of Appendix B.1.1,
