@@ -15,6 +15,12 @@ def _rng(rng):
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
+def _check_name(model, name):
+    if name not in model.param_shapes:
+        raise ValueError(f"unknown parameter {name!r} for {type(model).__name__}; its "
+                         f"parameters are {', '.join(model.param_names)}")
+
+
 def random_mask(shape, r, rng=None, *, k=None, axis=0, row_cap=None, col_cap=None,
                 use_all=True, max_tries=1000):
     """Random boolean mask with ``r`` ones inside the first ``k`` rows (``axis=0``) or
@@ -80,6 +86,7 @@ def random_in_rows(model, name, r, k, rng=None, *, axis=0, row_cap=None, col_cap
     For the recurrent weights of an LRNN (Figure 2) the caps default to Theorem 3.4's
     budgets, ``Tb`` per row and ``Td`` per column, as in Appendix E.2.
     """
+    _check_name(model, name)
     if isinstance(model, LRNN) and name == "W":
         row_cap = model.T * model.b if row_cap is None else row_cap
         col_cap = model.T * model.d if col_cap is None else col_cap
@@ -145,6 +152,7 @@ def budget_allocation(model, name, m, rng=None, *, maximal=False, max_tries=1000
     """
     from .theory.counting import worst_violation  # theory imports generators' models only
 
+    _check_name(model, name)
     d = model.d
     if isinstance(model, LRNN) and name == "B":
         row_cap, col_cap = model.T * m, model.T * d
