@@ -9,11 +9,13 @@ import numpy as np
 
 from .._config import DEFAULT_TOLERANCES, Tolerances
 from ..allocation import Allocation
+from ..models import LRNN, ShallowReLU
 from ..models.base import Model
 from .linear import BACKENDS, run_linear
+from .polynomial import run_newton, run_theorem35
 from .result import MPResult
 
-METHODS = ("auto", "linear")
+METHODS = ("auto", "linear", "newton", "theorem35")
 
 
 def _check_int(name, value, minimum, maximum=None):
@@ -25,18 +27,26 @@ def _check_int(name, value, minimum, maximum=None):
     return int(value)
 
 
-def _missing_method(model, allocation):
-    params = ", ".join(allocation.params)
-    if type(model).__name__ == "ShallowReLU":
-        return ("learning W1 of a ShallowReLU needs the activation-pattern search of "
-                "Appendix D (method 'relu-exact' / 'relu-search'), which is not implemented yet")
-    return (f"allocation over {params} of {type(model).__name__} gives a polynomial system; "
-            "it needs the certified real-root search (method 'newton'), which is not "
-            "implemented yet")
+def _theorem35_variant(model, allocation):
+    """"rows" or "columns" if the allocation meets Theorem 3.5, else None."""
+    if not isinstance(model, LRNN) or allocation.params != ("W",):
+        return None
+    mask = allocation.mask("W")
+    r = allocation.r
+    Tb, Td = model.T * model.b, model.T * model.d
+    if r % model.d or r // model.d > model.max_generic_m():
+        return None
+    rows, cols = mask.sum(axis=1), mask.sum(axis=0)
+    if np.all((rows == 0) | (rows == Tb)):
+        return "rows"
+    if Td <= model.n and np.all((cols == 0) | (cols == Td)):
+        return "columns"
+    return None
 
 
 def match_probability(model, allocation, m=None, trials=1000, seed=0, method="auto",
-                      backend="numba", batch_size=4096, tolerances=None, progress=None):
+                      backend="numba", batch_size=4096, tolerances=None, progress=None,
+                      starts=64, adaptive=True):
     """Estimate ``MP(A, m)`` (Definition 2.3) by Monte Carlo over teacher, frozen weights
     and inputs drawn by Appendix E.3.
 
@@ -49,10 +59,13 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
     trials, seed
         Trial ``t`` draws from its own stream derived from ``(seed, t)``, so results do
         not depend on ``batch_size``.
-    method : {"auto", "linear"}
+    method : {"auto", "linear", "newton", "theorem35"}
         ``"linear"``: exact rank-revealing decision for allocations confined to one
         parameter the model is linear in (decoder/encoder of an LRNN, one layer of a
-        LinearFFN, the linear estimator). ``"auto"`` picks it when it applies.
+        LinearFFN, the linear estimator). ``"newton"``: certified real-root search for
+        polynomial allocations (Lemma 3.3 lifting, Krawczyk certification).
+        ``"theorem35"``: the constructive solver of Theorem 3.5's proof, certified.
+        ``"auto"`` picks linear, then theorem35 where it applies, then newton.
     backend : {"numba", "cython"}
         Factorisation kernel for the linear decision: pivoted QR in Numba, or LAPACK's
         ``dgeqp3`` through the Cython extension. Both give the same decisions.
@@ -60,6 +73,9 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
         Thresholds of the decision (see :class:`fastmp.Tolerances`).
     progress : callable, optional
         Called with the number of trials finished after every batch.
+    starts, adaptive
+        Budget of the Newton search: at most ``starts`` random starts per trial; with
+        ``adaptive`` the search stops early once doubling the starts finds no new match.
 
     Returns
     -------
@@ -86,12 +102,33 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
     if not isinstance(tolerances, Tolerances):
         raise TypeError("match_probability: tolerances must be a fastmp.Tolerances")
 
-    if allocation.linear_param is None:
-        raise NotImplementedError(_missing_method(model, allocation))
+    starts = _check_int("starts", starts, 1)
+    common = dict(m=m, r=allocation.r, seed=seed, model=repr(model), allocation=repr(allocation))
     t0 = time.perf_counter()
-    status, refined = run_linear(model, allocation, m, trials, seed, backend=backend,
-                        batch_size=batch_size, tolerances=tolerances, progress=progress)
-    return MPResult.from_status(
-        status, m=m, r=allocation.r, seed=seed, method="linear", backend=backend,
-        model=repr(model), allocation=repr(allocation), refined=refined, budget={},
-        seconds=time.perf_counter() - t0)
+    linear = allocation.linear_param is not None
+    if method == "linear" or (method == "auto" and linear):
+        if not linear:
+            raise ValueError("match_probability: method 'linear' needs an allocation confined "
+                             "to one parameter the model is linear in")
+        status, refined = run_linear(model, allocation, m, trials, seed, backend=backend,
+                                     batch_size=batch_size, tolerances=tolerances,
+                                     progress=progress)
+        return MPResult.from_status(status, method="linear", backend=backend, refined=refined,
+                                    budget={}, seconds=time.perf_counter() - t0, **common)
+    if isinstance(model, ShallowReLU):
+        raise NotImplementedError(
+            "learning W1 of a ShallowReLU needs the activation-pattern search of Appendix D "
+            "(methods 'relu-exact' / 'relu-search'), which is not implemented yet")
+    variant = _theorem35_variant(model, allocation)
+    square = m == allocation.r // model.d and allocation.r % model.d == 0
+    if method == "theorem35" and (variant is None or not square):
+        raise ValueError("match_probability: method 'theorem35' needs an LRNN allocation in W "
+                         "meeting Theorem 3.5 (every used row holds T b weights, or every used "
+                         "column T d) with m = r/d")
+    if method == "theorem35" or (method == "auto" and variant is not None and square):
+        status, info = run_theorem35(model, allocation, m, trials, seed, variant, progress=progress)
+    else:
+        status, info = run_newton(model, allocation, m, trials, seed, starts=starts,
+                                  adaptive=adaptive, progress=progress)
+    return MPResult.from_status(status, method=info["method"], backend="numba", refined=0,
+                                budget=info, seconds=time.perf_counter() - t0, **common)

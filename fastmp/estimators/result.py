@@ -40,7 +40,10 @@ class MPResult:
     ``mp = matches / trials``; ``ci_low``/``ci_high`` is the Wilson 95% interval.
     ``refined`` counts trials whose floating-point decision fell in the ambiguous band
     (see :class:`fastmp.Tolerances`) and were re-decided in exact arithmetic;
-    ``ambiguous`` counts trials left undecided -- never counted as matches.
+    ``ambiguous`` counts trials left undecided -- never counted as matches: for
+    polynomial allocations, the *near-misses* (Newton converged, no certified root).
+    ``budget`` describes the search (starts used, MP as a function of the number of
+    starts, how roots were certified) for polynomial methods.
     ``status`` holds one code per trial (0 no match, 1 match, 2 ambiguous).
     """
 

@@ -133,6 +133,31 @@ class Model:
         student = {n: draw(s, 1 / np.sqrt(self.fan_in(n))) for n, s in self.param_shapes.items()}
         return teacher, student, draw(self.input_shape(m), 1.0)
 
+    # ------------------------------------------------------------------ polynomial
+    def chain_program(self, m):
+        """The :class:`~fastmp.kernels.chain.ChainProgram` of the output (parameters in
+        ``param_names`` order), for models whose output is a sum of matrix products."""
+        raise NotImplementedError(f"{type(self).__name__} has no chain program")
+
+    def chain_constants(self, X):
+        """The constant matrices of :meth:`chain_program` for inputs ``X``."""
+        raise NotImplementedError
+
+    def chain_trial(self, seed, trial, m):
+        """``(params, consts, Y*)`` of one trial: the student's parameters (frozen draws,
+        in ``param_names`` order), the program's constants and the teacher's outputs."""
+        teacher, student, X = self.trial_draws(seed, trial, m)
+        params = [student[n] for n in self.param_names]
+        return params, self.chain_constants(X), self.forward(teacher, X)
+
+    def variables(self, allocation):
+        """``(p, i, j)`` triples of the learnable weights (row-major within each parameter)."""
+        out = []
+        for p, name in enumerate(self.param_names):
+            ii, jj = np.nonzero(allocation.mask(name))
+            out += [(p, int(i), int(j)) for i, j in zip(ii, jj)]
+        return np.array(out, dtype=np.int64).reshape(-1, 3)
+
     # ------------------------------------------------------------------ kernels
     def _linear_kernel(self):
         """``(kernel, dims_array)`` of the compiled batch kernel for linear parameters.

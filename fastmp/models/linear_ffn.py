@@ -70,6 +70,17 @@ class LinearFFN(Model):
             Lm = matmul(Lm, weights[f"W{k}"])
         return [(Lm, R)]
 
+    def chain_program(self, m):
+        from ..kernels.chain import ChainProgram
+        L = self.L
+        # N_0 = X, N_l = W_l N_{l-1} (eqs. 4.1-4.2's F_l), Y = W_L N_{L-1} (4.3)
+        return ChainProgram(list(self.param_shapes.values()), [(self.q, m)],
+                            src_kind=1, src_idx=0, steps=list(range(L - 1)),
+                            terms=[(L - 1, L - 1, -1)], d=self.d, m=m)
+
+    def chain_constants(self, X):
+        return [X]
+
     def _linear_kernel(self):
         return _ffn_batch, np.array((self.L,) + self.widths, dtype=np.int64)
 

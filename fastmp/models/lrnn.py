@@ -71,6 +71,17 @@ class LRNN(Model):
             return [(G[self.T - 1 - t], X[t]) for t in range(self.T)]
         return super().linear_terms(name, weights, X, matmul)
 
+    def chain_program(self, m):
+        from ..kernels.chain import ChainProgram
+        T = self.T
+        # N_0 = B, N_k = W N_{k-1} = W^k B; Y = sum_t D N_{T-t+1} X_t  (Lemma 3.3's F)
+        return ChainProgram(list(self.param_shapes.values()), [(self.b, m)] * T,
+                            src_kind=0, src_idx=1, steps=[0] * T,
+                            terms=[(2, T - t, t) for t in range(T)], d=self.d, m=m)
+
+    def chain_constants(self, X):
+        return [X[t] for t in range(self.T)]
+
     def _linear_kernel(self):
         return _lrnn_batch, np.array([self.n, self.T, self.b, self.d], dtype=np.int64)
 

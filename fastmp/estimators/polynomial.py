@@ -1,0 +1,181 @@
+"""Certified real-root search for polynomial allocations (LRNN recurrent weights, mixes
+of D, B and W, several layers of a LinearFFN).
+
+Per trial: plain Newton's method on the full lifted system of Lemma 3.3 (nodes of the
+model's chain program as extra unknowns, :func:`fastmp.kernels.chain.newton_lifted_full`)
+from random starts -- its Jacobian is linear in the iterates, which keeps it usable far
+from a root and lets it reach the huge unique roots of Theorem 3.5 allocations; a converged
+point counts only if Krawczyk's test certifies a real root next to it
+(:mod:`fastmp.estimators.certify`: double-precision ball arithmetic, then 212-bit arb
+arithmetic after refinement). A point that converged but could not be certified is a
+*near-miss* (status ``AMBIGUOUS``), never a match. A trial without a certified root is a
+miss *for the budget used*: the result reports the budget and MP as a function of it.
+
+Budget: ``starts`` random starts per trial at most. With ``adaptive=True`` the search
+runs in rounds (8, 16, 32, ... starts per unmatched trial) and stops when a round of
+doubling finds no new match, or at ``starts``.
+
+For allocations meeting Theorem 3.5 the constructive solver of its proof is used
+(method "theorem35", the default under "auto"); its root is certified the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import AMBIGUOUS, MATCH, NO_MATCH
+from .certify import krawczyk, krawczyk_arb
+from .constructive import theorem35_columns, theorem35_rows
+
+#: a converged Newton point is sent to certification when its relative residual is
+#: below this, or when its last relative step was below STEP_TOL
+CANDIDATE_RES = 1e-6
+STEP_TOL = 1e-9
+
+
+#: precisions (bits) tried in turn by the arbitrary-precision Krawczyk test
+ARB_PRECISIONS = (212, 424, 848)
+
+
+def _square_part(prog, params, consts, var, w):
+    """For ``r > dm``: freeze the ``r - dm`` least needed unknowns at their values ``w``
+    (pivoted QR of the Jacobian picks the ``dm`` kept ones). A certified root of the
+    square remainder is a root of the full system."""
+    from scipy.linalg import qr
+    from .certify import chain_ball
+    r = len(var)
+    M = prog.d * prog.m
+    Pm = [p.astype(np.float64).copy() for p in params]
+    for k, (p, i, j) in enumerate(var):
+        Pm[p][i, j] = w[k]
+    _, (J, _) = chain_ball(prog, Pm, [np.zeros_like(p) for p in Pm], consts, True, var)
+    piv = qr(J, mode="r", pivoting=True)[1]
+    keep = np.sort(piv[:M])
+    return Pm, var[keep], w[keep]
+
+
+def certify_root(prog, params, consts, ystar, var, w):
+    """``(certified, how)`` with ``how`` in {"double", "arb-<bits>", ""}.
+
+    Square systems only are certified directly; with more unknowns than equations the
+    surplus ones are frozen first (:func:`_square_part`); with fewer, no root can be
+    certified (generically there is none, Lemma B.4) and the answer is ``False``.
+    """
+    M = prog.d * prog.m
+    if len(var) < M:
+        return False, ""
+    if len(var) > M:
+        params, var, w = _square_part(prog, params, consts, var, w)
+    ok, _ = krawczyk(prog, params, consts, ystar, var, w)
+    if ok:
+        return True, "double"
+    for bits in ARB_PRECISIONS:
+        ok, _, w = krawczyk_arb(prog, params, consts, ystar, var, w, prec=bits)
+        if ok:
+            return True, f"arb-{bits}"
+    return False, ""
+
+
+class _Trial:
+    """One trial's system and search state."""
+
+    def __init__(self, model, prog, var, seed, trial, m, start_scale):
+        self.params, self.consts, self.ystar = model.chain_trial(seed, trial, m)
+        self.P = prog.pad_params(self.params)
+        self.C = prog.pad_consts(self.consts)
+        self.rng = np.random.default_rng([seed, trial, 0x5EED])
+        self.starts_used = 0
+        self.first_match = -1
+        self.near_miss = False
+        self.how = ""
+        self.scale = start_scale
+
+
+def _search(prog, var, tr, upto, lifted, max_iter):
+    while tr.starts_used < upto and tr.first_match < 0:
+        w0 = tr.rng.standard_normal(len(var)) * tr.scale
+        N0 = prog.node_buffer(tr.P)
+        N0[:] = tr.rng.standard_normal(N0.shape)
+        w, res, _, step = prog.newton(tr.P.copy(), tr.C, tr.ystar, var, w0, N0, lifted,
+                                      max_iter, 1e-14, full=lifted)
+        tr.starts_used += 1
+        if res < CANDIDATE_RES or step < STEP_TOL:
+            ok, how = certify_root(prog, tr.params, tr.consts, tr.ystar, var, w)
+            if ok:
+                tr.first_match = tr.starts_used - 1
+                tr.how = how
+            else:
+                tr.near_miss = True
+
+
+def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lifted=True,
+               max_iter=60, progress=None):
+    """Per-trial statuses and the budget record of the certified Newton search."""
+    prog = model.chain_program(m)
+    var = model.variables(allocation)
+    names = model.param_names
+    start_scale = np.array([1.0 / np.sqrt(model.fan_in(names[p])) for p in var[:, 0]])
+    state = [_Trial(model, prog, var, seed, t, m, start_scale) for t in range(trials)]
+    rounds = []
+    budget = min(8, starts) if adaptive else starts
+    while True:
+        before = sum(tr.first_match >= 0 for tr in state)
+        for tr in state:
+            _search(prog, var, tr, budget, lifted, max_iter)
+        after = sum(tr.first_match >= 0 for tr in state)
+        rounds.append({"starts": budget, "matches": after})
+        if progress is not None:
+            progress(0)
+        if not adaptive or budget >= starts or (len(rounds) > 1 and after == before):
+            break
+        budget = min(2 * budget, starts)
+    if progress is not None:
+        progress(trials)
+    status = np.full(trials, NO_MATCH, dtype=np.int8)
+    for k, tr in enumerate(state):
+        if tr.first_match >= 0:
+            status[k] = MATCH
+        elif tr.near_miss:
+            status[k] = AMBIGUOUS
+    first = np.array([tr.first_match for tr in state])
+    used = budget
+    curve = {}
+    k = 1
+    while k <= used:
+        curve[k] = float(np.mean((first >= 0) & (first < k)))
+        k *= 2
+    info = {
+        "method": "newton (lifted)" if lifted else "newton",
+        "max_starts": int(used),
+        "rounds": rounds,
+        "mp_by_starts": curve,
+        "starts_total": int(sum(tr.starts_used for tr in state)),
+        "certified_double": int(sum(tr.how == "double" for tr in state)),
+        "certified_arb": int(sum(tr.how.startswith("arb") for tr in state)),
+        "near_misses": int(np.count_nonzero(status == AMBIGUOUS)),
+    }
+    return status, info
+
+
+def run_theorem35(model, allocation, m, trials, seed, by, progress=None):
+    """Constructive solver of Theorem 3.5 (rows or columns), certified per trial."""
+    prog = model.chain_program(m)
+    var = model.variables(allocation)
+    mask = allocation.mask("W")
+    solve = theorem35_rows if by == "rows" else theorem35_columns
+    status = np.empty(trials, dtype=np.int8)
+    how = {"double": 0, "arb": 0}
+    for t in range(trials):
+        teacher, student, X = model.trial_draws(seed, t, m)
+        Y = model.forward(teacher, X)
+        Wsol = solve(student["W"], student["B"], student["D"], X, Y, mask)
+        w = Wsol[mask]
+        params = [student[n] for n in model.param_names]
+        ok, kind = certify_root(prog, params, model.chain_constants(X), Y, var, w)
+        status[t] = MATCH if ok else AMBIGUOUS
+        if ok:
+            how["arb" if kind.startswith("arb") else "double"] += 1
+        if progress is not None:
+            progress(1)
+    info = {"method": f"theorem35 ({by})", "certified_double": how["double"],
+            "certified_arb": how["arb"], "near_misses": int(np.count_nonzero(status == AMBIGUOUS))}
+    return status, info

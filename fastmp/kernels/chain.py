@@ -1,0 +1,516 @@
+"""Polynomial systems as matrix-chain programs, and Newton's method on them.
+
+A *chain program* describes an output that is a sum of products of parameter matrices:
+
+    N_0 = source            (a parameter, e.g. the encoder B, or a constant, e.g. X)
+    N_k = A_k N_{k-1}       k = 1..K  (A_k a parameter, e.g. W)
+    Y   = sum_t L_t N_{i_t} R_t       (L_t a parameter or the identity, R_t a constant
+                                       or the identity)
+
+The LRNN of eq. 3.3 is ``N_0 = B, N_k = W N_{k-1}, Y = sum_t D N_{T-t+1} X_t``; a linear
+FFN is ``N_0 = X, N_k = W_k N_{k-1}, Y = W_L N_{L-1}``. Any subset of parameter entries
+may be unknowns. The nodes ``N_k`` are exactly the auxiliary variables ``F`` of
+Lemma 3.3 / B.3 (``F_t = W^(T-t+1) B``) and of eqs. 4.1-4.3 (``F_l``).
+
+Newton's method runs on either form:
+
+* **original**: unknowns ``w``; nodes recomputed from ``w`` at every step;
+* **lifted** (Lemma 3.3): unknowns ``(w, N_1..N_K)`` with defects
+  ``E_k = A_k N_{k-1} - N_k``. The Newton step eliminates ``dN`` exactly
+  (``dN_k = A_k dN_{k-1} + dA_k N_{k-1} + E_k``), leaving an ``r x r`` system with the
+  same Kronecker-sum structure as the original Jacobian (columns
+  ``sum L_t Phi(i_t, s)[:, i] (x) (N_{s-1} R_t)[j, :]``). A step costs what an original
+  step costs, but the iterates of ``N`` are free, which is what lets Newton reach the
+  far-away unique roots of Theorem 3.5 allocations in two steps.
+
+Parameters live in padded arrays ``P[p, :rows_p, :cols_p]``; constants likewise. The
+solver knows nothing about models: models build programs (see ``Model.chain_program``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import jit
+from .rng import fill_normal, trial_state
+
+
+@jit
+def _mm(A, ar, ac, B, bc, out):
+    """out[:ar, :bc] = A[:ar, :ac] @ B[:ac, :bc] (padded operands)."""
+    for i in range(ar):
+        for j in range(bc):
+            s = 0.0
+            for k in range(ac):
+                s += A[i, k] * B[k, j]
+            out[i, j] = s
+
+
+@jit
+def node_shapes(pshape, cshape, src_kind, src_idx, steps):
+    K = steps.shape[0]
+    ns = np.empty((K + 1, 2), dtype=np.int64)
+    if src_kind == 0:
+        ns[0, 0] = pshape[src_idx, 0]
+        ns[0, 1] = pshape[src_idx, 1]
+    else:
+        ns[0, 0] = cshape[src_idx, 0]
+        ns[0, 1] = cshape[src_idx, 1]
+    for k in range(1, K + 1):
+        ns[k, 0] = pshape[steps[k - 1], 0]
+        ns[k, 1] = ns[0, 1]
+    return ns
+
+
+@jit
+def forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N):
+    """Consistent nodes: N_0 = source, N_k = A_k N_{k-1}."""
+    r0, c0 = ns[0, 0], ns[0, 1]
+    for i in range(r0):
+        for j in range(c0):
+            N[0, i, j] = P[src_idx, i, j] if src_kind == 0 else C[src_idx, i, j]
+    for k in range(1, steps.shape[0] + 1):
+        a = steps[k - 1]
+        _mm(P[a], pshape[a, 0], pshape[a, 1], N[k - 1], c0, N[k])
+
+
+@jit
+def output(P, pshape, C, cshape, terms, ns, N, d, m, Y):
+    """Y = sum_t L_t N_{i_t} R_t."""
+    Y[:, :] = 0.0
+    tmp = np.empty((d, m))
+    tmp2 = np.empty((d, ns[0, 1]))
+    for t in range(terms.shape[0]):
+        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
+        rows, cols = ns[it, 0], ns[it, 1]
+        # L N
+        if l >= 0:
+            _mm(P[l], d, rows, N[it], cols, tmp2)
+        else:
+            for i in range(d):
+                for j in range(cols):
+                    tmp2[i, j] = N[it, i, j]
+        # (L N) R
+        if rc >= 0:
+            _mm(tmp2, d, cols, C[rc], m, tmp)
+            for i in range(d):
+                for j in range(m):
+                    Y[i, j] += tmp[i, j]
+        else:
+            for i in range(d):
+                for j in range(m):
+                    Y[i, j] += tmp2[i, j]
+
+
+@jit
+def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                            E, var, d, m, J, corr):
+    """Reduced Jacobian ``J`` (d m x r) at nodes ``N`` and the defect correction
+    ``corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t`` (d x m; zero when E = 0)."""
+    r = var.shape[0]
+    J[:, :] = 0.0
+    corr[:, :] = 0.0
+    K = steps.shape[0]
+    maxr = P.shape[1]
+    G = np.empty((K + 1, d, max(maxr, ns[0, 0])))
+    H = np.empty((max(maxr, ns[0, 0]), m))
+    T1 = np.empty((d, max(m, ns[0, 1])))
+    for t in range(terms.shape[0]):
+        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
+        # G_it = L_t (d x rows(N_it)); G_{s-1} = G_s A_s
+        rows_it = ns[it, 0]
+        if l >= 0:
+            for i in range(d):
+                for j in range(rows_it):
+                    G[it, i, j] = P[l, i, j]
+        else:
+            for i in range(d):
+                for j in range(rows_it):
+                    G[it, i, j] = 1.0 if i == j else 0.0
+        for s in range(it, 0, -1):
+            a = steps[s - 1]
+            _mm(G[s], d, pshape[a, 0], P[a], pshape[a, 1], G[s - 1])
+        cols = ns[0, 1]
+        # defect correction: G_s E_s R_t for s = 1..it
+        for s in range(1, it + 1):
+            _mm(G[s], d, ns[s, 0], E[s], cols, T1)
+            if rc >= 0:
+                for i in range(d):
+                    for j in range(m):
+                        acc = 0.0
+                        for k in range(cols):
+                            acc += T1[i, k] * C[rc, k, j]
+                        corr[i, j] += acc
+            else:
+                for i in range(d):
+                    for j in range(m):
+                        corr[i, j] += T1[i, j]
+        # variables
+        for s in range(0, it + 1):
+            # H = N_{s-1} R_t for occurrences as A_s (s >= 1); R_t for the source (s = 0)
+            if s >= 1:
+                prow = ns[s - 1, 0]
+                if rc >= 0:
+                    _mm(N[s - 1], prow, cols, C[rc], m, H)
+                else:
+                    for i in range(prow):
+                        for j in range(m):
+                            H[i, j] = N[s - 1, i, j]
+                pid = steps[s - 1]
+            else:
+                if src_kind != 0:
+                    continue
+                prow = ns[0, 1]  # e_j^T R_t: row j of R_t (or identity)
+                if rc >= 0:
+                    for i in range(prow):
+                        for j in range(m):
+                            H[i, j] = C[rc, i, j]
+                else:
+                    for i in range(prow):
+                        for j in range(m):
+                            H[i, j] = 1.0 if i == j else 0.0
+                pid = src_idx
+            for v in range(r):
+                if var[v, 0] != pid:
+                    continue
+                vi, vj = var[v, 1], var[v, 2]
+                for a_ in range(d):
+                    g = G[s, a_, vi]
+                    if g != 0.0:
+                        for c in range(m):
+                            J[a_ * m + c, v] += g * H[vj, c]
+        # variables in L_t: e_i (x) (N_it R_t)[j, :]
+        if l >= 0:
+            for v in range(r):
+                if var[v, 0] != l:
+                    continue
+                vi, vj = var[v, 1], var[v, 2]
+                for c in range(m):
+                    acc = 0.0
+                    if rc >= 0:
+                        for k in range(cols):
+                            acc += N[it, vj, k] * C[rc, k, c]
+                    else:
+                        acc = N[it, vj, c]
+                    J[vi * m + c, v] += acc
+
+
+@jit
+def _set_vars(P, var, w):
+    for v in range(var.shape[0]):
+        P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
+
+
+@jit
+def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
+           lifted, max_iter, tol):
+    """Plain (undamped) Newton from ``w0`` (and nodes ``N0`` if ``lifted``).
+
+    Returns ``(w, residual, iterations, last_step)``; ``residual`` is the max-norm of
+    the *original* residual ``Y(w) - Y*`` relative to ``max(1, |Y*|_max)``, evaluated on
+    consistent nodes; ``last_step`` is the last ``|dw|_max / (1 + |w|_max)`` (small when
+    Newton converged even where rounding keeps the residual of a huge root large).
+    ``P`` is overwritten with the final ``w``.
+    """
+    d, m = Ystar.shape
+    r = var.shape[0]
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    K = steps.shape[0]
+    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
+    E = np.zeros_like(N)
+    J = np.empty((d * m, r))
+    corr = np.empty((d, m))
+    Y = np.empty((d, m))
+    dN = np.zeros_like(N)
+    dP = np.zeros_like(P)
+    w = w0.copy()
+    _set_vars(P, var, w)
+    yscale = max(1.0, np.max(np.abs(Ystar)))
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    if lifted:
+        for k in range(1, K + 1):
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    N[k, i, j] = N0[k, i, j]
+    it = 0
+    res = np.inf
+    step = np.inf
+    for it in range(max_iter + 1):
+        # defects and residual at the current iterate
+        for k in range(1, K + 1):
+            a = steps[k - 1]
+            _mm(P[a], pshape[a, 0], pshape[a, 1], N[k - 1], ns[k, 1], E[k])
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    E[k, i, j] -= N[k, i, j]
+        output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
+        Y -= Ystar
+        dmax = 0.0
+        for k in range(1, K + 1):
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    dmax = max(dmax, abs(E[k, i, j]))
+        res = np.max(np.abs(Y)) / yscale
+        if (res < tol and dmax < tol) or it == max_iter or not np.isfinite(res):
+            break
+        jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
+                                N, E, var, d, m, J, corr)
+        rhs = -(Y + corr).reshape(d * m)
+        ok = True
+        try:
+            if d * m == r:
+                dw = np.linalg.solve(J, rhs)
+            else:
+                dw = np.linalg.lstsq(J, rhs)[0]
+        except Exception:  # singular Jacobian: this start is lost
+            ok = False
+            dw = np.zeros(r)
+        if not ok or not np.all(np.isfinite(dw)):
+            res = np.inf
+            break
+        # node update by the eliminated linearisation, with the old A_k and N_{k-1}
+        dP[:, :, :] = 0.0
+        for v in range(r):
+            dP[var[v, 0], var[v, 1], var[v, 2]] = dw[v]
+        for i in range(ns[0, 0]):
+            for j in range(ns[0, 1]):
+                dN[0, i, j] = dP[src_idx, i, j] if src_kind == 0 else 0.0
+        for k in range(1, K + 1):
+            a = steps[k - 1]
+            _mm(P[a], pshape[a, 0], pshape[a, 1], dN[k - 1], ns[k, 1], dN[k])
+            tmp = np.empty((ns[k, 0], ns[k, 1]))
+            _mm(dP[a], pshape[a, 0], pshape[a, 1], N[k - 1], ns[k, 1], tmp)
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    dN[k, i, j] += tmp[i, j] + E[k, i, j]
+        w += dw
+        step = np.max(np.abs(dw)) / (1.0 + np.max(np.abs(w)))
+        _set_vars(P, var, w)
+        if lifted:
+            for k in range(0, K + 1):
+                for i in range(ns[k, 0]):
+                    for j in range(ns[k, 1]):
+                        N[k, i, j] += dN[k, i, j]
+        else:
+            forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+        if np.max(np.abs(w)) > 1e8:
+            res = np.inf
+            break
+    # final residual on consistent nodes
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
+    Y -= Ystar
+    res = np.max(np.abs(Y)) / yscale
+    if not np.isfinite(res):
+        res = np.inf
+    return w, res, it, step
+
+
+class ChainProgram:
+    """Structure of a chain program (see the module docstring); per-trial values live
+    in separate arrays. ``terms`` holds ``(l, i_t, rc)`` triples, ``-1`` for identity."""
+
+    def __init__(self, pshapes, cshapes, src_kind, src_idx, steps, terms, d, m):
+        self.pshapes = [tuple(s) for s in pshapes]
+        self.cshapes = [tuple(s) for s in cshapes]
+        self.src_kind, self.src_idx = int(src_kind), int(src_idx)
+        self.steps = tuple(int(a) for a in steps)
+        self.terms = tuple((int(l), int(i), int(r)) for l, i, r in terms)
+        self.d, self.m = int(d), int(m)
+        self.pshape = np.array(self.pshapes, dtype=np.int64).reshape(-1, 2)
+        self.cshape = np.array(self.cshapes, dtype=np.int64).reshape(-1, 2)
+        self.steps_arr = np.array(self.steps, dtype=np.int64)
+        self.terms_arr = np.array(self.terms, dtype=np.int64).reshape(-1, 3)
+        self.ns = node_shapes(self.pshape, self.cshape, self.src_kind, self.src_idx, self.steps_arr)
+
+    def pad_params(self, params):
+        rmax = max(max(s[0] for s in self.pshapes), int(self.ns[:, 0].max()))
+        cmax = max(max(s[1] for s in self.pshapes), int(self.ns[:, 1].max()))
+        P = np.zeros((len(params), rmax, cmax))
+        for k, p in enumerate(params):
+            P[k, :p.shape[0], :p.shape[1]] = p
+        return P
+
+    def pad_consts(self, consts):
+        if not consts:
+            return np.zeros((1, 1, 1))
+        rmax = max(c.shape[0] for c in consts)
+        cmax = max(c.shape[1] for c in consts)
+        C = np.zeros((len(consts), rmax, cmax))
+        for k, c in enumerate(consts):
+            C[k, :c.shape[0], :c.shape[1]] = c
+        return C
+
+    def node_buffer(self, P):
+        K = len(self.steps)
+        return np.zeros((K + 1, max(P.shape[1], int(self.ns[0, 0])), int(self.ns[0, 1])))
+
+    def newton(self, P, C, ystar, var, w0, N0=None, lifted=True, max_iter=50, tol=1e-13,
+               full=False):
+        """Run :func:`newton` (or :func:`newton_lifted_full` with ``full=True``) on padded
+        per-trial arrays (``P`` is overwritten)."""
+        if N0 is None:
+            N0 = self.node_buffer(P)
+        if full:
+            return newton_lifted_full(P, self.pshape, C, self.cshape, self.src_kind,
+                                      self.src_idx, self.steps_arr, self.terms_arr, var,
+                                      ystar, w0, N0, max_iter, tol)
+        return newton(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
+                      self.steps_arr, self.terms_arr, var, ystar, w0, N0, lifted, max_iter, tol)
+
+
+@jit
+def _lifted_layout(ns, r, d, m):
+    K = ns.shape[0] - 1
+    off = np.empty(K + 2, dtype=np.int64)   # unknown offsets of N_1..N_K (off[k] for N_k)
+    off[1] = r
+    for k in range(1, K + 1):
+        off[k + 1] = off[k] + ns[k, 0] * ns[k, 1]
+    return off
+
+
+@jit
+def lifted_residual_jacobian(P, pshape, C, src_kind, src_idx, steps, terms, ns, N, var,
+                             Ystar, off, F, J):
+    """Residual ``F`` and dense Jacobian ``J`` of the lifted system in ``(w, N_1..N_K)``:
+    blocks ``A_k N_{k-1} - N_k`` (k = 1..K) then the output ``sum L N R - Y*``."""
+    K = steps.shape[0]
+    d, m = Ystar.shape
+    r = var.shape[0]
+    cols = ns[0, 1]
+    J[:, :] = 0.0
+    row = 0
+    for k in range(1, K + 1):
+        a = steps[k - 1]
+        rk = ns[k, 0]
+        prow = ns[k - 1, 0]
+        for i in range(rk):
+            for c in range(cols):
+                s = 0.0
+                for l in range(prow):
+                    s += P[a, i, l] * N[k - 1, l, c]
+                    if k >= 2:
+                        J[row, off[k - 1] + l * cols + c] += P[a, i, l]
+                F[row] = s - N[k, i, c]
+                J[row, off[k] + i * cols + c] -= 1.0
+                for v in range(r):
+                    p, vi, vj = var[v, 0], var[v, 1], var[v, 2]
+                    if p == a and vi == i:
+                        J[row, v] += N[k - 1, vj, c]
+                    if k == 1 and src_kind == 0 and p == src_idx and vj == c:
+                        J[row, v] += P[a, i, vi]
+                row += 1
+    out_row = row
+    for a_ in range(d):
+        for c in range(m):
+            F[out_row + a_ * m + c] = -Ystar[a_, c]
+    LN = np.empty((d, cols))
+    for t in range(terms.shape[0]):
+        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
+        rows_it = ns[it, 0]
+        for a_ in range(d):
+            for j in range(cols):
+                s = 0.0
+                if l >= 0:
+                    for q in range(rows_it):
+                        s += P[l, a_, q] * N[it, q, j]
+                else:
+                    s = N[it, a_, j]
+                LN[a_, j] = s
+        for a_ in range(d):
+            for c in range(m):
+                e = out_row + a_ * m + c
+                s = 0.0
+                for j in range(cols):
+                    rjc = (C[rc, j, c] if rc >= 0 else (1.0 if j == c else 0.0))
+                    s += LN[a_, j] * rjc
+                    if rjc != 0.0:
+                        # d/dN_it[q, j] = L[a, q] R[j, c]
+                        if it >= 1:
+                            if l >= 0:
+                                for q in range(rows_it):
+                                    J[e, off[it] + q * cols + j] += P[l, a_, q] * rjc
+                            else:
+                                J[e, off[it] + a_ * cols + j] += rjc
+                F[e] += s
+                for v in range(r):
+                    p, vi, vj = var[v, 0], var[v, 1], var[v, 2]
+                    if it == 0 and src_kind == 0 and p == src_idx:
+                        Lav = (P[l, a_, vi] if l >= 0 else (1.0 if a_ == vi else 0.0))
+                        J[e, v] += Lav * (C[rc, vj, c] if rc >= 0 else (1.0 if vj == c else 0.0))
+                    if l >= 0 and p == l and vi == a_:
+                        acc = 0.0
+                        for j in range(cols):
+                            acc += N[it, vj, j] * (C[rc, j, c] if rc >= 0 else (1.0 if j == c else 0.0))
+                        J[e, v] += acc
+
+
+@jit
+def newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar,
+                       w0, N0, max_iter, tol):
+    """Plain Newton on the full lifted system (dense LU of size ``r + sum |N_k|``).
+
+    Unlike the eliminated form of :func:`newton`, its Jacobian is linear in the
+    iterates, so it stays well conditioned far from the root: it solves Theorem 3.5
+    allocations in two steps even when their unique root is huge. Same returns as
+    :func:`newton`.
+    """
+    d, m = Ystar.shape
+    r = var.shape[0]
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    K = steps.shape[0]
+    off = _lifted_layout(ns, r, d, m)
+    nz = off[K + 1]
+    neq = nz - r + d * m
+    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
+    Fv = np.empty(neq)
+    J = np.empty((neq, nz))
+    w = w0.copy()
+    _set_vars(P, var, w)
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    cols = ns[0, 1]
+    for k in range(1, K + 1):
+        for i in range(ns[k, 0]):
+            for j in range(cols):
+                N[k, i, j] = N0[k, i, j]
+    Y = np.empty((d, m))
+    yscale = max(1.0, np.max(np.abs(Ystar)))
+    step = np.inf
+    it = 0
+    for it in range(max_iter + 1):
+        lifted_residual_jacobian(P, pshape, C, src_kind, src_idx, steps, terms, ns, N, var,
+                                 Ystar, off, Fv, J)
+        fmax = np.max(np.abs(Fv)) / yscale
+        if fmax < tol or it == max_iter or not np.isfinite(fmax):
+            break
+        ok = True
+        try:
+            if neq == nz:
+                dz = np.linalg.solve(J, -Fv)
+            else:
+                dz = np.linalg.lstsq(J, -Fv)[0]
+        except Exception:  # singular Jacobian: this start is lost
+            ok = False
+            dz = np.zeros(nz)
+        if not ok or not np.all(np.isfinite(dz)):
+            break
+        for v in range(r):
+            w[v] += dz[v]
+        step = np.max(np.abs(dz[:r])) / (1.0 + np.max(np.abs(w)))
+        _set_vars(P, var, w)
+        if src_kind == 0:
+            for i in range(ns[0, 0]):
+                for j in range(cols):
+                    N[0, i, j] = P[src_idx, i, j]
+        for k in range(1, K + 1):
+            for i in range(ns[k, 0]):
+                for j in range(cols):
+                    N[k, i, j] += dz[off[k] + i * cols + j]
+        if np.max(np.abs(w)) > 1e100:
+            break
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
+    Y -= Ystar
+    res = np.max(np.abs(Y)) / yscale
+    if not np.isfinite(res):
+        res = np.inf
+    return w, res, it, step

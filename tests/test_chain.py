@@ -1,0 +1,117 @@
+"""Chain programs: forward map, Jacobians (vs finite differences), Newton."""
+import numpy as np
+import pytest
+
+import fastmp
+from fastmp.estimators.certify import chain_ball
+from fastmp.kernels import chain
+from fastmp.generators import random_mask
+
+
+def _cases():
+    lr = fastmp.LRNN(n=6, T=3, b=2, d=2)
+    lr_masks = {"W": random_mask((6, 6), 5, 0, use_all=False), "B": random_mask((6, 2), 2, 1, use_all=False),
+                "D": random_mask((2, 6), 1, 2, use_all=False)}
+    ffn = fastmp.LinearFFN((3, 5, 4, 2))
+    ffn_masks = {"W1": random_mask((5, 3), 2, 3, use_all=False), "W2": random_mask((4, 5), 2, 4, use_all=False),
+                 "W3": random_mask((2, 4), 2, 5, use_all=False)}
+    return [(lr, lr_masks, 4), (ffn, ffn_masks, 3)]
+
+
+def _setup(model, masks, m, trial=0):
+    alloc = fastmp.Allocation(model, masks)
+    prog = model.chain_program(m)
+    var = model.variables(alloc)
+    params, consts, ystar = model.chain_trial(7, trial, m)
+    return alloc, prog, var, params, consts, ystar
+
+
+def _output(model, prog, params, consts, var, w):
+    P = prog.pad_params(params)
+    for k, (p, i, j) in enumerate(var):
+        P[p, i, j] = w[k]
+    C = prog.pad_consts(consts)
+    N = prog.node_buffer(P)
+    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr, prog.ns, N)
+    Y = np.empty((prog.d, prog.m))
+    chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N, prog.d, prog.m, Y)
+    return Y, P, C, N
+
+
+@pytest.mark.parametrize("case", range(2))
+def test_program_output_equals_forward(case):
+    model, masks, m = _cases()[case]
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    teacher, student, X = model.trial_draws(7, 0, m)
+    Y, *_ = _output(model, prog, params, consts, var, np.array([student[model.param_names[p]][i, j] for p, i, j in var]))
+    np.testing.assert_allclose(Y, model.forward(student, X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ystar, model.forward(teacher, X))
+
+
+@pytest.mark.parametrize("case", range(2))
+def test_jacobians_match_finite_differences(case):
+    model, masks, m = _cases()[case]
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(len(var))
+    Y, P, C, N = _output(model, prog, params, consts, var, w)
+    J = np.empty((prog.d * prog.m, len(var)))
+    corr = np.empty((prog.d, prog.m))
+    E = np.zeros_like(N)
+    chain.jacobian_and_defect_rhs(P, prog.pshape, C, prog.cshape, prog.src_kind, prog.src_idx,
+                                  prog.steps_arr, prog.terms_arr, prog.ns, N, E, var, prog.d, prog.m, J, corr)
+    h = 1e-6
+    fd = np.empty_like(J)
+    for v in range(len(var)):
+        e = np.zeros(len(var))
+        e[v] = h
+        fd[:, v] = ((_output(model, prog, params, consts, var, w + e)[0]
+                     - _output(model, prog, params, consts, var, w - e)[0]) / (2 * h)).ravel()
+    np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-7)
+    # the ball enclosure's midpoint is the same Jacobian, and its radius is tiny
+    Pm = [p.copy() for p in params]
+    for k, (p, i, j) in enumerate(var):
+        Pm[p][i, j] = w[k]
+    _, (Jm, Jr) = chain_ball(prog, Pm, [np.zeros_like(p) for p in Pm], consts, True, var)
+    np.testing.assert_allclose(Jm, J, rtol=1e-12, atol=1e-12)
+    assert Jr.max() < 1e-12
+
+
+@pytest.mark.parametrize("case", range(2))
+def test_full_lifted_jacobian_matches_finite_differences(case):
+    model, masks, m = _cases()[case]
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    rng = np.random.default_rng(1)
+    r = len(var)
+    w = rng.standard_normal(r)
+    _, P, C, N = _output(model, prog, params, consts, var, w)
+    N[1:] += 0.3 * rng.standard_normal(N[1:].shape)   # inconsistent nodes
+    off = chain._lifted_layout(prog.ns, r, prog.d, prog.m)
+    nz = off[-1]
+    neq = nz - r + prog.d * prog.m
+
+    def F_of(z):
+        P2 = P.copy()
+        N2 = N.copy()
+        for k, (p, i, j) in enumerate(var):
+            P2[p, i, j] = z[k]
+        if prog.src_kind == 0:
+            N2[0, :prog.ns[0, 0], :prog.ns[0, 1]] = P2[prog.src_idx, :prog.ns[0, 0], :prog.ns[0, 1]]
+        cols = prog.ns[0, 1]
+        for k in range(1, len(prog.steps) + 1):
+            N2[k, :prog.ns[k, 0], :cols] = z[off[k]:off[k] + prog.ns[k, 0] * cols].reshape(prog.ns[k, 0], cols)
+        Fv = np.empty(neq)
+        Jv = np.empty((neq, nz))
+        chain.lifted_residual_jacobian(P2, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                                       prog.terms_arr, prog.ns, N2, var, ystar, off, Fv, Jv)
+        return Fv, Jv
+
+    z = np.concatenate([w] + [N[k, :prog.ns[k, 0], :prog.ns[0, 1]].ravel() for k in range(1, len(prog.steps) + 1)])
+    F0, J0 = F_of(z)
+    h = 1e-6
+    fd = np.empty_like(J0)
+    for q in range(nz):
+        e = np.zeros(nz)
+        e[q] = h
+        fd[:, q] = (F_of(z + e)[0] - F_of(z - e)[0]) / (2 * h)
+    np.testing.assert_allclose(J0, fd, rtol=1e-6, atol=1e-7)
