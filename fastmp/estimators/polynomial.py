@@ -12,8 +12,9 @@ arithmetic after refinement). A point that converged but could not be certified 
 miss *for the budget used*: the result reports the budget and MP as a function of it.
 
 Budget: ``starts`` random starts per trial at most. With ``adaptive=True`` the search
-runs in rounds (8, 16, 32, ... starts per unmatched trial) and stops when a round of
-doubling finds no new match, or at ``starts``.
+runs in rounds (8, 16, 32, ... starts per unmatched trial) and stops when two successive
+doublings find no new match (and at least ``MIN_ADAPTIVE_STARTS`` were tried), when
+every trial matched, or at ``starts``.
 
 For allocations meeting Theorem 3.5 the constructive solver of its proof is used
 (method "theorem35", the default under "auto"); its root is certified the same way.
@@ -30,6 +31,8 @@ from .constructive import theorem35_columns, theorem35_rows
 #: below this, or when its last relative step was below STEP_TOL
 CANDIDATE_RES = 1e-6
 STEP_TOL = 1e-9
+#: the adaptive budget never stops below this many starts per unmatched trial
+MIN_ADAPTIVE_STARTS = 64
 
 
 #: precisions (bits) tried in turn by the arbitrary-precision Krawczyk test
@@ -118,14 +121,17 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     rounds = []
     budget = min(8, starts) if adaptive else starts
     while True:
-        before = sum(tr.first_match >= 0 for tr in state)
         for tr in state:
             _search(prog, var, tr, budget, lifted, max_iter)
         after = sum(tr.first_match >= 0 for tr in state)
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
             progress(0)
-        if not adaptive or budget >= starts or (len(rounds) > 1 and after == before):
+        # stop once two successive doublings found nothing new (one quiet doubling is
+        # not enough: Theorem-3.5 column allocations sometimes need 64 starts after 8)
+        quiet = (len(rounds) >= 3 and rounds[-1]["matches"] == rounds[-3]["matches"]
+                 and budget >= MIN_ADAPTIVE_STARTS)
+        if not adaptive or budget >= starts or quiet or after == trials:
             break
         budget = min(2 * budget, starts)
     if progress is not None:

@@ -1,0 +1,122 @@
+"""Polynomial allocations: certified Newton search, Theorem 3.5 solver, certification."""
+import numpy as np
+import pytest
+
+import fastmp
+from fastmp.estimators.certify import krawczyk, krawczyk_arb
+from fastmp.estimators.polynomial import certify_root
+from fastmp.generators import b11_allocations, random_in_rows, random_mask, theorem35
+
+SETTINGS = [(8, 4, 1, 4, 4), (8, 2, 2, 2, 4), (12, 3, 2, 2, 6), (6, 3, 1, 2, 3), (9, 3, 3, 3, 6)]
+
+
+@pytest.mark.parametrize("n,T,b,d,m", SETTINGS)
+@pytest.mark.parametrize("by", ["rows", "columns"])
+def test_theorem_3_5_maximal_with_the_general_solver(n, T, b, d, m, by):
+    net = fastmp.LRNN(n=n, T=T, b=b, d=d)
+    if by == "columns" and ((d * m) % (T * d) or T * d > n):
+        pytest.skip("no Theorem 3.5 column allocation in this setting")
+    alloc = theorem35(net, m=m, by=by, rng=1)
+    res = fastmp.match_probability(net, alloc, trials=40, seed=2, method="newton", starts=128)
+    assert res.mp == 1.0, res.budget
+    res = fastmp.match_probability(net, alloc, trials=40, seed=2)        # auto: constructive
+    assert res.method.startswith("theorem35") and res.mp == 1.0
+
+
+@pytest.mark.parametrize("n,T,b,d,m", SETTINGS[:3])
+def test_theorem_3_4_minimal_gives_zero(n, T, b, d, m):
+    net = fastmp.LRNN(n=n, T=T, b=b, d=d)
+    rng = np.random.default_rng(0)
+    mask = np.zeros((n, n), bool)
+    mask[0, rng.choice(n, size=T * b + 1, replace=False)] = True     # a row beyond Tb
+    free = np.flatnonzero(~mask.ravel())
+    mask.ravel()[rng.choice(free, size=d * m - mask.sum(), replace=False)] = True
+    alloc = fastmp.Allocation(net, {"W": mask})
+    assert fastmp.classify(net, alloc).kind == "minimal"
+    res = fastmp.match_probability(net, alloc, trials=30, seed=0, starts=16)
+    assert res.mp == 0.0
+
+
+def test_lemma_b4_fewer_unknowns_never_certified():
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    mask = np.zeros((6, 6), bool)
+    mask[:2, :2] = True                         # r = 4 < dm = 6
+    alloc = fastmp.Allocation(net, {"W": mask})
+    res = fastmp.match_probability(net, alloc, m=3, trials=20, starts=8)
+    assert res.mp == 0.0
+
+
+def test_mixed_and_multilayer_allocations_run_and_certify():
+    ffn = fastmp.LinearFFN((3, 5, 5, 3))
+    masks = {"W1": np.zeros((5, 3), bool), "W2": np.zeros((5, 5), bool), "W3": np.zeros((3, 5), bool)}
+    masks["W1"][:3, :] = np.eye(3, dtype=bool)
+    masks["W2"][:3, :3] = np.eye(3, dtype=bool)
+    masks["W3"][:, :3] = np.eye(3, dtype=bool)
+    alloc = fastmp.Allocation(ffn, masks)
+    res = fastmp.match_probability(ffn, alloc, m=3, trials=20, starts=32)
+    assert res.method.startswith("newton") and 0.0 <= res.mp <= 1.0
+    assert res.budget["certified_double"] + res.budget["certified_arb"] == res.matches
+    lr = fastmp.LRNN(n=6, T=2, b=1, d=2)
+    mix = {"W": random_mask((6, 6), 2, 0, use_all=False), "D": random_mask((2, 6), 2, 1, use_all=False)}
+    res = fastmp.match_probability(lr, fastmp.Allocation(lr, mix), trials=20, starts=16)
+    assert res.budget["certified_double"] + res.budget["certified_arb"] == res.matches
+
+
+def _root_case():
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    alloc = random_in_rows(net, "W", 16, 6, rng=0)
+    prog, var = net.chain_program(4), net.variables(alloc)
+    for trial in range(20):
+        params, consts, ystar = net.chain_trial(3, trial, 4)
+        P, C = prog.pad_params(params), prog.pad_consts(consts)
+        rng = np.random.default_rng(trial)
+        for _ in range(30):
+            w0 = rng.standard_normal(len(var)) / np.sqrt(8)
+            N0 = prog.node_buffer(P)
+            N0[:] = rng.standard_normal(N0.shape)
+            w, res, _, _ = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 60, 1e-14, full=True)
+            if res < 1e-11 and np.abs(w).max() < 50:
+                ok, _ = krawczyk(prog, params, consts, ystar, var, w)
+                if ok:
+                    return prog, params, consts, ystar, var, w
+    raise AssertionError("no well-conditioned root found")
+
+
+def test_every_match_certified_and_perturbed_point_fails():
+    prog, params, consts, ystar, var, w = _root_case()
+    assert certify_root(prog, params, consts, ystar, var, w)[0]
+    bad = w.copy()
+    bad[0] += 1e-3 * (1 + abs(w[0]))
+    assert not krawczyk(prog, params, consts, ystar, var, bad)[0]
+    # the perturbed point is refined back by the arb path only when a root is near:
+    # a point far from any root must fail at every precision
+    far = w + 0.5 * (1 + np.abs(w))
+    assert not certify_root(prog, params, consts, ystar, var, far)[0] or \
+        np.abs(krawczyk_arb(prog, params, consts, ystar, var, far)[2] - w).max() < 1e-6
+
+
+def test_certified_root_reproduces_teacher_outputs():
+    prog, params, consts, ystar, var, w = _root_case()
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    student = {n: p.copy() for n, p in zip(net.param_names, params)}
+    for k, (p, i, j) in enumerate(var):
+        student[net.param_names[p]][i, j] = w[k]
+    X = np.stack(consts)
+    np.testing.assert_allclose(net.forward(student, X), ystar, atol=1e-8)
+
+
+def test_newton_result_reports_budget_curve():
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    res = fastmp.match_probability(net, random_in_rows(net, "W", 16, 8, rng=0), trials=30, starts=32)
+    curve = res.budget["mp_by_starts"]
+    vals = [curve[k] for k in sorted(curve)]
+    assert vals == sorted(vals) and vals[-1] == res.mp
+    assert res.budget["max_starts"] <= 32 and res.budget["rounds"]
+
+
+def test_theorem35_method_rejects_other_allocations():
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    with pytest.raises(ValueError, match="Theorem 3.5"):
+        fastmp.match_probability(net, random_in_rows(net, "W", 16, 6, rng=0), method="theorem35")
+    with pytest.raises(ValueError, match="method 'linear'"):
+        fastmp.match_probability(net, theorem35(net, m=4, rng=0), method="linear")
