@@ -521,8 +521,9 @@ def cmd_estimate(args, stdout, stderr):
     bar = Progress(args.trials, stderr) if show else None
     try:
         res = match_probability(model, alloc, m=m, trials=args.trials, seed=args.seed,
-                                backend=args.backend, batch_size=args.batch_size,
-                                progress=bar)
+                                method=args.method, backend=args.backend,
+                                batch_size=args.batch_size, progress=bar,
+                                starts=args.starts, adaptive=args.adaptive)
     finally:
         if bar is not None:
             bar.close()
@@ -537,11 +538,14 @@ def cmd_estimate(args, stdout, stderr):
         ("r", res.r),
         ("trials", res.trials),
         ("matches", res.matches),
-        ("ambiguous", res.ambiguous),
+        ("undecided", res.ambiguous),
         ("MP", f"{res.mp:.4f}"),
         ("95% CI", f"[{res.ci_low:.4f}, {res.ci_high:.4f}]"),
         ("method", res.method),
         ("backend", res.backend),
+    ] + ([("budget", f"{res.budget.get('max_starts', '-')} starts max, "
+                     f"{res.budget.get('near_misses', 0)} uncertified near-misses")]
+         if res.budget else []) + [
         ("seed", res.seed),
         ("seconds", _fmt_seconds(res.seconds)),
     ]
@@ -618,6 +622,16 @@ def build_parser():
                      help="Monte Carlo trials (default 1000)")
     est.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
                      help="seed of the trials (default 0)")
+    est.add_argument("--method", choices=("auto", "linear", "newton", "theorem35"),
+                     default="auto",
+                     help="linear (exact rank decision), newton (certified root search for "
+                          "polynomial allocations), theorem35 (constructive solver); auto "
+                          "picks the first that applies")
+    est.add_argument("--starts", type=_positive, default=64, metavar="S",
+                     help="newton: at most S random starts per trial (default 64)")
+    est.add_argument("--no-adaptive", dest="adaptive", action="store_false",
+                     help="newton: always use all --starts instead of stopping once "
+                          "doublings find no new match")
     est.add_argument("--backend", choices=("numba", "cython"), default="numba",
                      help="factorisation kernel (default numba)")
     est.add_argument("--batch-size", type=_positive, default=4096, metavar="B",

@@ -82,7 +82,7 @@ def test_estimate_warmup_full_rows_table(capsys):
     assert table_value(out, "trials") == TRIALS
     assert table_value(out, "m") == "2"
     assert table_value(out, "r") == "4"
-    assert table_value(out, "ambiguous") == "0"
+    assert table_value(out, "undecided") == "0"
     assert table_value(out, "95% CI").startswith("[0.98")
     for key in ("model", "allocation", "method", "backend", "seconds"):
         table_value(out, key)
@@ -182,10 +182,16 @@ def test_alloc_seed_defaults_to_seed(capsys):
     assert a["allocation"] == b["allocation"]
 
 
-def test_thm35_generator_is_polynomial(capsys):
-    # W of an LRNN: a generated allocation, but no estimator for polynomial systems yet
-    assert_error(capsys, "estimate", "lrnn:n=4,T=2,b=1,d=1", "--alloc", "thm35",
-                 "--trials", "10", contains="polynomial")
+def test_thm35_generator_polynomial_estimate(capsys):
+    # W of an LRNN: polynomial; auto uses Theorem 3.5's constructive solver, certified
+    assert main(["estimate", "lrnn:n=4,T=2,b=1,d=1", "--alloc", "thm35", "--trials", "10",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mp"] == 1.0 and out["method"].startswith("theorem35")
+    assert main(["estimate", "lrnn:n=4,T=2,b=1,d=1", "--alloc", "thm35", "--trials", "10",
+                 "--method", "newton", "--starts", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "newton" in text and "near-misses" in text
 
 
 def test_mask_file_json(capsys, tmp_path):
@@ -294,8 +300,11 @@ ERROR_CASES = {
                             "--trials", "many"], "--trials"),
     "r not divisible by d": (["estimate", "estimator:q=3,d=2", "--mask", "W=111,110"],
                              "--m"),
-    "polynomial allocation": (["estimate", "lrnn:n=4,T=2,b=1,d=1",
-                               "--mask", "W=1100,0000,0000,0000"], "not implemented"),
+    "relu W1 allocation": (["estimate", "relu:q=2,n=3,d=1",
+                            "--mask", "W1=11,11,11", "--m", "6"], "not implemented"),
+    "theorem35 on other allocation": (["estimate", "lrnn:n=4,T=2,b=1,d=1", "--mask",
+                                       "W=1000,0100,0000,0000", "--method", "theorem35"],
+                                      "Theorem 3.5"),
     "nonexistent mask file": (["estimate", "estimator:q=2,d=2", "--mask-file",
                                "/nonexistent/alloc.json"], "not found"),
     "unknown option": (["estimate", "estimator:q=2,d=2", "--mask", "W=11,11", "--bogus"],
@@ -335,10 +344,10 @@ def test_bad_dims_message_names_the_condition(capsys):
     assert "T*b = 8 exceeds n = 4" in line
 
 
-def test_polynomial_message_from_library(capsys):
-    line = assert_error(capsys, "estimate", "lrnn:n=4,T=2,b=1,d=1",
-                        "--mask", "W=1100,0000,0000,0000", "--trials", "10")
-    assert "polynomial system" in line
+def test_relu_message_from_library(capsys):
+    line = assert_error(capsys, "estimate", "relu:q=2,n=3,d=1",
+                        "--mask", "W1=11,11,11", "--m", "6", "--trials", "10")
+    assert "activation-pattern search" in line
 
 
 def test_bad_json_mask_file(capsys, tmp_path):

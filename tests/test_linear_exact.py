@@ -196,13 +196,7 @@ def test_estimator_input_errors():
         fastmp.match_probability(net, odd)
 
 
-def test_polynomial_allocations_not_implemented_yet_name_the_method():
-    model = fastmp.LRNN(n=4, T=2, b=1, d=1)
-    w = np.zeros((4, 4), bool)
-    w[0, :2] = True
-    alloc = fastmp.Allocation(model, {"W": w})
-    with pytest.raises(NotImplementedError, match="newton"):
-        fastmp.match_probability(model, alloc)
+def test_relu_first_layer_not_implemented_yet_names_the_method():
     relu = fastmp.ShallowReLU(q=2, n=3, d=1)
     with pytest.raises(NotImplementedError, match="pattern"):
         fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((3, 2), bool)}), m=6)

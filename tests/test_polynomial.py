@@ -120,3 +120,13 @@ def test_theorem35_method_rejects_other_allocations():
         fastmp.match_probability(net, random_in_rows(net, "W", 16, 6, rng=0), method="theorem35")
     with pytest.raises(ValueError, match="method 'linear'"):
         fastmp.match_probability(net, theorem35(net, m=4, rng=0), method="linear")
+
+
+@pytest.mark.parametrize("name", ["diagonal", "off_diagonal", "row1", "row2", "col1", "col2"])
+def test_b11_general_solver_agrees_with_discriminant_oracle_trial_by_trial(name):
+    from fastmp.theory.b11 import b11_statuses
+    alloc = b11_allocations()[name]
+    res = fastmp.match_probability(alloc.model, alloc, trials=400, seed=5, method="newton")
+    oracle = b11_statuses(name, 400, 5)
+    assert res.ambiguous == 0
+    np.testing.assert_array_equal(res.status == fastmp.MATCH, oracle)
