@@ -1,0 +1,1 @@
+"""asv benchmarks of fastmp (configuration: ``bench/asv.conf.json``)."""
