@@ -33,6 +33,8 @@ def jit(*args, **overrides):
 NO_MATCH = 0
 MATCH = 1
 AMBIGUOUS = 2
+#: internal: the matrix is rank-deficient and the right-hand side was not drawn yet
+NEED_RHS = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ class Tolerances:
     rank_hi: float = 1e-11
     res_lo: float = 1e-13
     res_hi: float = 1e-10
+    #: square systems whose LU-based reciprocal condition estimate (1-norm, Hager /
+    #: LAPACK dgecon) is at least this are nonsingular without the pivoted QR. Three
+    #: orders of magnitude above ``rank_hi`` (times the size factor between 1-norm and
+    #: 2-norm condition numbers), so the shortcut never decides a trial the QR test would
+    #: call ambiguous or singular.
+    screen: float = 1e-8
 
     def __post_init__(self):
         if not (0.0 < self.rank_lo <= self.rank_hi < 1.0):
@@ -79,6 +87,7 @@ class Tolerances:
             raise ValueError("Tolerances need 0 < res_lo <= res_hi < 1")
 
     def as_tuple(self):
+        """The four thresholds of the QR decision (the Cython backend takes these)."""
         return (self.rank_lo, self.rank_hi, self.res_lo, self.res_hi)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastmp._config import AMBIGUOUS, DEFAULT_TOLERANCES, MATCH, NO_MATCH
+from fastmp._config import AMBIGUOUS, DEFAULT_TOLERANCES, MATCH, NEED_RHS, NO_MATCH
 from fastmp._ext import _lapack
 from fastmp.kernels import decide as nb
 
@@ -240,7 +240,7 @@ def test_scale_and_unscaled_residual():
     C, rho_min = orthogonal_columns(rng, 50, 10, 6)
     base, _ = in_range(rng, C)
     rhs = base + MID_RES_BAND / rho_min * orthogonal_to_range(C, rng)
-    for scale, expected in [(1.0, AMBIGUOUS), (0.0, AMBIGUOUS), (-1.0, AMBIGUOUS),
+    for scale, expected in [(1.0, AMBIGUOUS), (0.0, AMBIGUOUS), (-1.0, NEED_RHS),
                             (1e-4, NO_MATCH), (1e4, MATCH)]:
         got = statuses(C, rhs, np.full(50, scale))
         assert np.all(got == expected), scale

@@ -18,11 +18,14 @@ def _cases():
     return [(lr, lr_masks, 4), (ffn, ffn_masks, 3)]
 
 
-def _setup(model, masks, m, trial=0):
+SIDE = ["right", "left"]
+
+
+def _setup(model, masks, m, trial=0, side="right"):
     alloc = fastmp.Allocation(model, masks)
-    prog = model.chain_program(m)
-    var = model.variables(alloc)
-    params, consts, ystar = model.chain_trial(7, trial, m)
+    prog = model.chain_program(m, side)
+    var = model.variables(alloc, side)
+    params, consts, ystar = model.chain_trial(7, trial, m, side)
     return alloc, prog, var, params, consts, ystar
 
 
@@ -38,20 +41,26 @@ def _output(model, prog, params, consts, var, w):
     return Y, P, C, N
 
 
+@pytest.mark.parametrize("side", SIDE)
 @pytest.mark.parametrize("case", range(2))
-def test_program_output_equals_forward(case):
+def test_program_output_equals_forward(case, side):
     model, masks, m = _cases()[case]
-    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m, side=side)
     teacher, student, X = model.trial_draws(7, 0, m)
-    Y, *_ = _output(model, prog, params, consts, var, np.array([student[model.param_names[p]][i, j] for p, i, j in var]))
-    np.testing.assert_allclose(Y, model.forward(student, X), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ystar, model.forward(teacher, X))
+    Y, *_ = _output(model, prog, params, consts, var, np.array([params[p][i, j] for p, i, j in var]))
+    expected = model.forward(student, X)
+    if side == "left":
+        expected = expected.T
+        np.testing.assert_array_equal(var[:, [0, 2, 1]], model.variables(alloc))
+    np.testing.assert_allclose(Y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ystar, model.forward(teacher, X).T if side == "left" else model.forward(teacher, X))
 
 
+@pytest.mark.parametrize("side", SIDE)
 @pytest.mark.parametrize("case", range(2))
-def test_jacobians_match_finite_differences(case):
+def test_jacobians_match_finite_differences(case, side):
     model, masks, m = _cases()[case]
-    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m, side=side)
     rng = np.random.default_rng(0)
     w = rng.standard_normal(len(var))
     Y, P, C, N = _output(model, prog, params, consts, var, w)
@@ -77,10 +86,11 @@ def test_jacobians_match_finite_differences(case):
     assert Jr.max() < 1e-12
 
 
+@pytest.mark.parametrize("side", SIDE)
 @pytest.mark.parametrize("case", range(2))
-def test_full_lifted_jacobian_matches_finite_differences(case):
+def test_full_lifted_jacobian_matches_finite_differences(case, side):
     model, masks, m = _cases()[case]
-    alloc, prog, var, params, consts, ystar = _setup(model, masks, m)
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m, side=side)
     rng = np.random.default_rng(1)
     r = len(var)
     w = rng.standard_normal(r)

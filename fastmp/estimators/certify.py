@@ -10,8 +10,9 @@ If ``K(X)`` lies in the interior of ``X``, then ``X`` contains exactly one root 
 and since everything is real, that root is real: the trial is a **certified match**.
 Sufficient test (componentwise): ``|Yinv R(w~)| + |I - Yinv J(X)| rho < rho``.
 
-``J(X)`` -- the Jacobian over the whole box -- and ``R(w~)`` are enclosed in *ball
-arithmetic* (midpoint, radius) on NumPy arrays, with every rounding error bounded
+``J(X)`` -- the Jacobian over the whole box -- is enclosed in *ball arithmetic*
+(midpoint, radius) on NumPy arrays, and ``R(w~)`` in 128-bit arb arithmetic rounded
+outward to a double ball (:func:`residual_ball_arb`). Ball arithmetic bounds every rounding error
 explicitly (Rump, "Fast and parallel interval arithmetic", BIT 1999): for a product of
 inner dimension ``k``, the midpoint's error is at most ``gamma_{k+1} |A||B|`` with
 ``gamma_k = k u / (1 - k u)``, ``u = 2^-53``, and radii are inflated by
@@ -68,10 +69,14 @@ def chain_ball(prog, Pm, Pr, consts, want_jacobian, var):
     r = len(var)
     Jm, Jr = np.zeros((d * m, r)), np.zeros((d * m, r))
     var = np.asarray(var)
-    for l, it, rc in prog.terms:
-        L = (Pm[l], Pr[l]) if l >= 0 else _eye(d)
+    for l, it, rc, lc in prog.terms:
+        LC = (consts[lc], np.zeros_like(consts[lc])) if lc >= 0 else None
+        if l >= 0:
+            L = bmul(*LC, Pm[l], Pr[l]) if LC is not None else (Pm[l], Pr[l])
+        else:
+            L = LC if LC is not None else _eye(N[it][0].shape[0])
         R = (consts[rc], np.zeros_like(consts[rc])) if rc >= 0 else _eye(m)
-        LN = bmul(*L, *N[it]) if l >= 0 else N[it]
+        LN = bmul(*L, *N[it])
         LNR = bmul(*LN, *R) if rc >= 0 else LN
         Ym, Yr = badd(Ym, Yr, *LNR)
         if not want_jacobian:
@@ -104,7 +109,7 @@ def chain_ball(prog, Pm, Pr, consts, want_jacobian, var):
             sel = np.flatnonzero(var[:, 0] == l)
             if sel.size:
                 H = bmul(*N[it], *R) if rc >= 0 else N[it]
-                add_columns(sel, _eye(d), H)
+                add_columns(sel, LC if LC is not None else _eye(d), H)
     return (Ym, Yr), (Jm, Jr)
 
 
@@ -117,6 +122,31 @@ def _with_vars(prog, params, var, wm, wr):
     return Pm, Pr
 
 
+def residual_ball_arb(prog, params, consts, ystar, var, w, prec=128):
+    """``R(w) = Y(w) - Y*`` as a double ball ``(mid, rad)``, evaluated in ``prec``-bit
+    arb arithmetic; ``rad`` covers the arb radius and the rounding of the midpoint."""
+    from flint import arb, ctx
+    old = ctx.prec
+    ctx.prec = prec
+    try:
+        P = [_arb_mat(p) for p in params]
+        for k, (p, i, j) in enumerate(var):
+            P[p][i, j] = arb(float(w[k]))
+        Y, _ = chain_arb(prog, P, [_arb_mat(c) for c in consts], var, False)
+        d, m = prog.d, prog.m
+        Rm = np.empty(d * m)
+        Rr = np.empty(d * m)
+        for a in range(d):
+            for c in range(m):
+                e = Y[a, c] - arb(float(ystar[a, c]))
+                mid = float(e.mid())
+                Rm[a * m + c] = mid
+                Rr[a * m + c] = float(e.rad()) * (1 + 4 * U) + abs(mid) * U + TINY
+        return Rm, Rr
+    finally:
+        ctx.prec = old
+
+
 def krawczyk(prog, params, consts, ystar, var, w, inflation=(4.0, 64.0, 1024.0)):
     """Try to certify a root near ``w`` in double-precision ball arithmetic.
 
@@ -125,9 +155,12 @@ def krawczyk(prog, params, consts, ystar, var, w, inflation=(4.0, 64.0, 1024.0))
     w = np.asarray(w, dtype=np.float64)
     r = w.size
     zeros = np.zeros(r)
-    (Ym, Yr), (J0, _) = chain_ball(prog, *_with_vars(prog, params, var, w, zeros), consts, True, var)
-    Rm, Rr = badd(Ym, Yr, -ystar, np.zeros_like(ystar))
-    Rm, Rr = Rm.reshape(-1), Rr.reshape(-1)
+    _, (J0, _) = chain_ball(prog, *_with_vars(prog, params, var, w, zeros), consts, True, var)
+    # R(w~) with a tight enclosure: the worst-case rounding bounds of double ball
+    # arithmetic on the residual's cancelling products are what usually defeats the
+    # test, so the residual alone is evaluated in 128-bit arb arithmetic (C-level
+    # matrix products, no Jacobian) and rounded outward to a double ball.
+    Rm, Rr = residual_ball_arb(prog, params, consts, ystar, var, w)
     if not (np.all(np.isfinite(J0)) and np.all(np.isfinite(Rm))):
         return False, np.inf
     try:
@@ -170,13 +203,23 @@ def chain_arb(prog, P, consts, var, want_jacobian):
     Y = arb_mat(d, m)
     r = len(var)
     J = arb_mat(d * m, r) if want_jacobian else None
+    def eye_n(k):
+        e = arb_mat(k, k)
+        for q in range(k):
+            e[q, q] = 1
+        return e
+
     eye_d, eye_m = arb_mat(d, d), arb_mat(m, m)
     for k in range(d):
         eye_d[k, k] = 1
     for k in range(m):
         eye_m[k, k] = 1
-    for l, it, rc in prog.terms:
-        L = P[l] if l >= 0 else eye_d
+    for l, it, rc, lc in prog.terms:
+        LC = consts[lc] if lc >= 0 else None
+        if l >= 0:
+            L = LC * P[l] if LC is not None else P[l]
+        else:
+            L = LC if LC is not None else eye_n(N[it].nrows())
         R = consts[rc] if rc >= 0 else eye_m
         Y += L * N[it] * R
         if not want_jacobian:
@@ -199,7 +242,7 @@ def chain_arb(prog, P, consts, var, want_jacobian):
         if prog.src_kind == 0:
             add(prog.src_idx, G[0], R)
         if l >= 0:
-            add(l, eye_d, N[it] * R)
+            add(l, LC if LC is not None else eye_d, N[it] * R)
     return Y, J
 
 

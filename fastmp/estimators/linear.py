@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import AMBIGUOUS, DEFAULT_TOLERANCES
+from .._config import AMBIGUOUS, DEFAULT_TOLERANCES, NEED_RHS
 from ..kernels.decide import decide_batch as _decide_numba
 from .refine import exact_status
 
@@ -31,20 +31,26 @@ def _decider(backend):
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def linear_systems(model, name, mask, m, seed, start, count):
-    """Assembled systems of trials ``start .. start+count-1``: ``(C, rhs, scale)`` with
-    ``C`` of shape ``(count, d*m, r)``. Exposed for tests, benchmarks and embedding."""
+def linear_systems(model, name, mask, m, seed, start, count, with_rhs=True, trials=None):
+    """Assembled systems of trials ``start .. start+count-1`` (or of the trial indices
+    ``trials``): ``(C, rhs, scale)`` with ``C`` of shape ``(count, d*m, r)``. Without
+    ``with_rhs`` only ``C`` is drawn and assembled (``scale = -1``). Exposed for tests,
+    benchmarks and embedding."""
     kernel, dims = model._linear_kernel()
     which = model.param_names.index(name)
     seg_start, seg_scale = model.segment_arrays(m)
+    need = model.needed_segments(name, m, with_rhs)
+    if trials is None:
+        trials = np.arange(start, start + count, dtype=np.int64)
+    trials = np.asarray(trials, dtype=np.int64)
     ai, aj = np.nonzero(mask)
     ai = ai.astype(np.int64)
     aj = aj.astype(np.int64)
     M = model.d * m
-    C = np.empty((count, M, ai.size))
-    rhs = np.empty((count, M))
-    scale = np.empty(count)
-    kernel(dims, which, np.uint64(seed), np.int64(start), np.int64(count), seg_start, seg_scale,
+    C = np.empty((trials.size, M, ai.size))
+    rhs = np.empty((trials.size, M))
+    scale = np.empty(trials.size)
+    kernel(dims, which, np.uint64(seed), trials, need, bool(with_rhs), seg_start, seg_scale,
            ai, aj, C, rhs, scale)
     return C, rhs, scale
 
@@ -52,19 +58,39 @@ def linear_systems(model, name, mask, m, seed, start, count):
 def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4096,
                tolerances=DEFAULT_TOLERANCES, progress=None):
     """Per-trial status codes (int8 array of length ``trials``) of a linear allocation,
-    and the number of trials re-decided in exact arithmetic (:mod:`.refine`)."""
+    and the number of trials re-decided in exact arithmetic (:mod:`.refine`).
+
+    When there are no more equations than unknowns the first pass draws only what the
+    matrix needs (the teacher matters only if the matrix is rank-deficient) and decides
+    square systems by an LU condition screen; trials the first pass cannot settle are
+    redrawn with their right-hand side -- the same numbers, since every weight matrix
+    has its own random stream.
+    """
     name = allocation.linear_param
     mask = allocation.mask(name)
     refined = 0
     decide = _decider(backend)
     tol = tolerances.as_tuple()
+    screen = tolerances.screen if backend == "numba" else 0.0
+    M, N = model.d * m, int(mask.sum())
+    lazy = M <= N
     status = np.empty(trials, dtype=np.int8)
     for start in range(0, trials, batch_size):
         count = min(batch_size, trials - start)
-        C, rhs, scale = linear_systems(model, name, mask, m, seed, start, count)
-        decide(C, rhs, scale, *tol, status[start:start + count])
-        for k in np.flatnonzero(status[start:start + count] == AMBIGUOUS):
-            status[start + k] = exact_status(model, name, mask, m, seed, start + k)
+        out = status[start:start + count]
+        C, rhs, scale = linear_systems(model, name, mask, m, seed, start, count, with_rhs=not lazy)
+        if backend == "numba":
+            decide(C, rhs, scale, *tol, out, screen)
+        else:
+            decide(C, rhs, scale, *tol, out)
+        redo = np.flatnonzero(out == NEED_RHS) if lazy else np.empty(0, dtype=np.int64)
+        if redo.size:
+            C, rhs, scale = linear_systems(model, name, mask, m, seed, 0, 0, trials=start + redo)
+            sub = np.empty(redo.size, dtype=np.int8)
+            decide(C, rhs, scale, *tol, sub)
+            out[redo] = sub
+        for k in np.flatnonzero(out == AMBIGUOUS):
+            out[k] = exact_status(model, name, mask, m, seed, start + k)
             refined += 1
         if progress is not None:
             progress(count)

@@ -28,9 +28,11 @@ from .certify import krawczyk, krawczyk_arb
 from .constructive import theorem35_columns, theorem35_rows
 
 #: a converged Newton point is sent to certification when its relative residual is
-#: below this, or when its last relative step was below STEP_TOL
+#: below CANDIDATE_RES, or when its last relative step was below STEP_TOL and its
+#: residual below the rounding floor ~ eps |w|^degree (huge roots of Theorem 3.5
+#: allocations, where double precision cannot get the residual small)
 CANDIDATE_RES = 1e-6
-STEP_TOL = 1e-9
+STEP_TOL = 1e-6
 #: the adaptive budget never stops below this many starts per unmatched trial
 MIN_ADAPTIVE_STARTS = 64
 
@@ -79,12 +81,14 @@ def certify_root(prog, params, consts, ystar, var, w):
 
 
 class _Trial:
-    """One trial's system and search state."""
+    """One trial's system (on every lifting side the model offers) and search state."""
 
-    def __init__(self, model, prog, var, seed, trial, m, start_scale):
-        self.params, self.consts, self.ystar = model.chain_trial(seed, trial, m)
-        self.P = prog.pad_params(self.params)
-        self.C = prog.pad_consts(self.consts)
+    def __init__(self, model, progs, seed, trial, m, start_scale):
+        self.sides = {}
+        for side, prog in progs.items():
+            params, consts, ystar = model.chain_trial(seed, trial, m, side)
+            self.sides[side] = (params, consts, ystar, prog.pad_params(params),
+                                prog.pad_consts(consts))
         self.rng = np.random.default_rng([seed, trial, 0x5EED])
         self.starts_used = 0
         self.first_match = -1
@@ -93,16 +97,36 @@ class _Trial:
         self.scale = start_scale
 
 
-def _search(prog, var, tr, upto, lifted, max_iter):
+def _solvers(sides, lifted):
+    """The portfolio a trial's starts cycle through: plain Newton on the full lifted
+    system from each side (explores many roots; two steps for Theorem 3.5 rows /
+    columns allocations), then Levenberg-Marquardt on the original system (globalised:
+    plain Newton diverges from almost every start once T = n/2 >= 6)."""
+    if not lifted:
+        return [(sides[0], "newton")]
+    return [(side, "lifted") for side in sides] + [(sides[0], "lm")]
+
+
+def _search(progs, variables, tr, upto, solvers, max_iter):
+    """Random starts until a certified root or ``upto`` starts."""
     while tr.starts_used < upto and tr.first_match < 0:
+        side, kind = solvers[tr.starts_used % len(solvers)]
+        prog, var = progs[side], variables[side]
+        params, consts, ystar, P, C = tr.sides[side]
         w0 = tr.rng.standard_normal(len(var)) * tr.scale
-        N0 = prog.node_buffer(tr.P)
+        N0 = prog.node_buffer(P)
         N0[:] = tr.rng.standard_normal(N0.shape)
-        w, res, _, step = prog.newton(tr.P.copy(), tr.C, tr.ystar, var, w0, N0, lifted,
-                                      max_iter, 1e-14, full=lifted)
+        if kind == "lm":
+            w, res, _, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
+        else:
+            w, res, _, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
+                                          max_iter, 1e-14, full=kind == "lifted")
         tr.starts_used += 1
-        if res < CANDIDATE_RES or step < STEP_TOL:
-            ok, how = certify_root(prog, tr.params, tr.consts, tr.ystar, var, w)
+        # rounding alone leaves a relative residual of about eps |w|^degree at a root
+        wmax = float(np.max(np.abs(w))) if np.all(np.isfinite(w)) else np.inf
+        floor = 1e-13 * np.exp(min(700.0, (len(prog.steps) + 1) * np.log1p(wmax)))
+        if res < CANDIDATE_RES or (step < STEP_TOL and res < floor):
+            ok, how = certify_root(prog, params, consts, ystar, var, w)
             if ok:
                 tr.first_match = tr.starts_used - 1
                 tr.how = how
@@ -113,16 +137,19 @@ def _search(prog, var, tr, upto, lifted, max_iter):
 def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lifted=True,
                max_iter=60, progress=None):
     """Per-trial statuses and the budget record of the certified Newton search."""
-    prog = model.chain_program(m)
-    var = model.variables(allocation)
+    sides = model.chain_sides if lifted else model.chain_sides[:1]
+    progs = {side: model.chain_program(m, side) for side in sides}
+    variables = {side: model.variables(allocation, side) for side in sides}
+    var = variables[sides[0]]
     names = model.param_names
     start_scale = np.array([1.0 / np.sqrt(model.fan_in(names[p])) for p in var[:, 0]])
-    state = [_Trial(model, prog, var, seed, t, m, start_scale) for t in range(trials)]
+    state = [_Trial(model, progs, seed, t, m, start_scale) for t in range(trials)]
+    solvers = _solvers(sides, lifted)
     rounds = []
     budget = min(8, starts) if adaptive else starts
     while True:
         for tr in state:
-            _search(prog, var, tr, budget, lifted, max_iter)
+            _search(progs, variables, tr, budget, solvers, max_iter)
         after = sum(tr.first_match >= 0 for tr in state)
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
@@ -150,7 +177,8 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
         curve[k] = float(np.mean((first >= 0) & (first < k)))
         k *= 2
     info = {
-        "method": "newton (lifted)" if lifted else "newton",
+        "method": "newton",
+        "solvers": [f"{kind} ({side})" for side, kind in solvers],
         "max_starts": int(used),
         "rounds": rounds,
         "mp_by_starts": curve,

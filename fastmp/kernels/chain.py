@@ -4,8 +4,8 @@ A *chain program* describes an output that is a sum of products of parameter mat
 
     N_0 = source            (a parameter, e.g. the encoder B, or a constant, e.g. X)
     N_k = A_k N_{k-1}       k = 1..K  (A_k a parameter, e.g. W)
-    Y   = sum_t L_t N_{i_t} R_t       (L_t a parameter or the identity, R_t a constant
-                                       or the identity)
+    Y   = sum_t LC_t L_t N_{i_t} R_t  (L_t a parameter, LC_t and R_t constants; each
+                                       may be absent)
 
 The LRNN of eq. 3.3 is ``N_0 = B, N_k = W N_{k-1}, Y = sum_t D N_{T-t+1} X_t``; a linear
 FFN is ``N_0 = X, N_k = W_k N_{k-1}, Y = W_L N_{L-1}``. Any subset of parameter entries
@@ -74,22 +74,44 @@ def forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N):
 
 
 @jit
+def _left_factor(P, pshape, C, l, lc, rows_it, d, G):
+    """G[:d, :rows_it] = LC_t L_t (identity where a factor is absent)."""
+    if l >= 0 and lc >= 0:
+        _mm(C[lc], d, pshape[l, 0], P[l], rows_it, G)
+    elif l >= 0:
+        for i in range(d):
+            for j in range(rows_it):
+                G[i, j] = P[l, i, j]
+    elif lc >= 0:
+        for i in range(d):
+            for j in range(rows_it):
+                G[i, j] = C[lc, i, j]
+    else:
+        for i in range(d):
+            for j in range(rows_it):
+                G[i, j] = 1.0 if i == j else 0.0
+
+
+@jit
+def _lc_entry(C, lc, a, i):
+    """Entry (a, i) of the left constant LC_t (identity if absent)."""
+    if lc >= 0:
+        return C[lc, a, i]
+    return 1.0 if a == i else 0.0
+
+
+@jit
 def output(P, pshape, C, cshape, terms, ns, N, d, m, Y):
-    """Y = sum_t L_t N_{i_t} R_t."""
+    """Y = sum_t LC_t L_t N_{i_t} R_t."""
     Y[:, :] = 0.0
     tmp = np.empty((d, m))
     tmp2 = np.empty((d, ns[0, 1]))
+    G = np.empty((d, max(P.shape[1], ns[0, 0])))
     for t in range(terms.shape[0]):
-        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
+        l, it, rc, lc = terms[t, 0], terms[t, 1], terms[t, 2], terms[t, 3]
         rows, cols = ns[it, 0], ns[it, 1]
-        # L N
-        if l >= 0:
-            _mm(P[l], d, rows, N[it], cols, tmp2)
-        else:
-            for i in range(d):
-                for j in range(cols):
-                    tmp2[i, j] = N[it, i, j]
-        # (L N) R
+        _left_factor(P, pshape, C, l, lc, rows, d, G)
+        _mm(G, d, rows, N[it], cols, tmp2)
         if rc >= 0:
             _mm(tmp2, d, cols, C[rc], m, tmp)
             for i in range(d):
@@ -111,21 +133,14 @@ def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, term
     corr[:, :] = 0.0
     K = steps.shape[0]
     maxr = P.shape[1]
-    G = np.empty((K + 1, d, max(maxr, ns[0, 0])))
+    G = np.empty((K + 1, d, max(maxr, ns[0, 0], P.shape[2])))
     H = np.empty((max(maxr, ns[0, 0]), m))
     T1 = np.empty((d, max(m, ns[0, 1])))
     for t in range(terms.shape[0]):
-        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
-        # G_it = L_t (d x rows(N_it)); G_{s-1} = G_s A_s
+        l, it, rc, lc = terms[t, 0], terms[t, 1], terms[t, 2], terms[t, 3]
+        # G_it = LC_t L_t (d x rows(N_it)); G_{s-1} = G_s A_s
         rows_it = ns[it, 0]
-        if l >= 0:
-            for i in range(d):
-                for j in range(rows_it):
-                    G[it, i, j] = P[l, i, j]
-        else:
-            for i in range(d):
-                for j in range(rows_it):
-                    G[it, i, j] = 1.0 if i == j else 0.0
+        _left_factor(P, pshape, C, l, lc, rows_it, d, G[it])
         for s in range(it, 0, -1):
             a = steps[s - 1]
             _mm(G[s], d, pshape[a, 0], P[a], pshape[a, 1], G[s - 1])
@@ -178,7 +193,7 @@ def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, term
                     if g != 0.0:
                         for c in range(m):
                             J[a_ * m + c, v] += g * H[vj, c]
-        # variables in L_t: e_i (x) (N_it R_t)[j, :]
+        # variables in L_t: LC_t[:, i] (x) (N_it R_t)[j, :]
         if l >= 0:
             for v in range(r):
                 if var[v, 0] != l:
@@ -191,7 +206,10 @@ def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, term
                             acc += N[it, vj, k] * C[rc, k, c]
                     else:
                         acc = N[it, vj, c]
-                    J[vi * m + c, v] += acc
+                    for a_ in range(d):
+                        g = _lc_entry(C, lc, a_, vi)
+                        if g != 0.0:
+                            J[a_ * m + c, v] += g * acc
 
 
 @jit
@@ -307,19 +325,21 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
 
 class ChainProgram:
     """Structure of a chain program (see the module docstring); per-trial values live
-    in separate arrays. ``terms`` holds ``(l, i_t, rc)`` triples, ``-1`` for identity."""
+    in separate arrays. ``terms`` holds ``(l, i_t, rc[, lc])``: the term is
+    ``LC[lc] P[l] N[i_t] C[rc]`` with ``-1`` for an absent (identity) factor."""
 
     def __init__(self, pshapes, cshapes, src_kind, src_idx, steps, terms, d, m):
         self.pshapes = [tuple(s) for s in pshapes]
         self.cshapes = [tuple(s) for s in cshapes]
         self.src_kind, self.src_idx = int(src_kind), int(src_idx)
         self.steps = tuple(int(a) for a in steps)
-        self.terms = tuple((int(l), int(i), int(r)) for l, i, r in terms)
+        self.terms = tuple((int(t[0]), int(t[1]), int(t[2]), int(t[3]) if len(t) > 3 else -1)
+                           for t in terms)
         self.d, self.m = int(d), int(m)
         self.pshape = np.array(self.pshapes, dtype=np.int64).reshape(-1, 2)
         self.cshape = np.array(self.cshapes, dtype=np.int64).reshape(-1, 2)
         self.steps_arr = np.array(self.steps, dtype=np.int64)
-        self.terms_arr = np.array(self.terms, dtype=np.int64).reshape(-1, 3)
+        self.terms_arr = np.array(self.terms, dtype=np.int64).reshape(-1, 4)
         self.ns = node_shapes(self.pshape, self.cshape, self.src_kind, self.src_idx, self.steps_arr)
 
     def pad_params(self, params):
@@ -343,6 +363,18 @@ class ChainProgram:
     def node_buffer(self, P):
         K = len(self.steps)
         return np.zeros((K + 1, max(P.shape[1], int(self.ns[0, 0])), int(self.ns[0, 1])))
+
+    def levenberg_marquardt(self, P, C, ystar, var, w0, max_iter=200, tol=1e-14):
+        """Run :func:`levenberg_marquardt` on padded per-trial arrays."""
+        return levenberg_marquardt(P, self.pshape, C, self.cshape, self.src_kind,
+                                   self.src_idx, self.steps_arr, self.terms_arr, var, ystar,
+                                   w0, max_iter, tol)
+
+    def homotopy(self, P, C, ystar, var, w0, max_steps=400, corrector_iters=6):
+        """Run :func:`homotopy` on padded per-trial arrays (``P`` is overwritten)."""
+        return homotopy(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
+                        self.steps_arr, self.terms_arr, var, ystar, w0, max_steps,
+                        corrector_iters)
 
     def newton(self, P, C, ystar, var, w0, N0=None, lifted=True, max_iter=50, tol=1e-13,
                full=False):
@@ -404,18 +436,12 @@ def lifted_residual_jacobian(P, pshape, C, src_kind, src_idx, steps, terms, ns, 
         for c in range(m):
             F[out_row + a_ * m + c] = -Ystar[a_, c]
     LN = np.empty((d, cols))
+    G = np.empty((d, max(P.shape[1], ns[0, 0])))
     for t in range(terms.shape[0]):
-        l, it, rc = terms[t, 0], terms[t, 1], terms[t, 2]
+        l, it, rc, lc = terms[t, 0], terms[t, 1], terms[t, 2], terms[t, 3]
         rows_it = ns[it, 0]
-        for a_ in range(d):
-            for j in range(cols):
-                s = 0.0
-                if l >= 0:
-                    for q in range(rows_it):
-                        s += P[l, a_, q] * N[it, q, j]
-                else:
-                    s = N[it, a_, j]
-                LN[a_, j] = s
+        _left_factor(P, pshape, C, l, lc, rows_it, d, G)
+        _mm(G, d, rows_it, N[it], cols, LN)
         for a_ in range(d):
             for c in range(m):
                 e = out_row + a_ * m + c
@@ -423,25 +449,22 @@ def lifted_residual_jacobian(P, pshape, C, src_kind, src_idx, steps, terms, ns, 
                 for j in range(cols):
                     rjc = (C[rc, j, c] if rc >= 0 else (1.0 if j == c else 0.0))
                     s += LN[a_, j] * rjc
-                    if rjc != 0.0:
-                        # d/dN_it[q, j] = L[a, q] R[j, c]
-                        if it >= 1:
-                            if l >= 0:
-                                for q in range(rows_it):
-                                    J[e, off[it] + q * cols + j] += P[l, a_, q] * rjc
-                            else:
-                                J[e, off[it] + a_ * cols + j] += rjc
+                    if rjc != 0.0 and it >= 1:
+                        # d/dN_it[q, j] = G[a, q] R[j, c]
+                        for q in range(rows_it):
+                            J[e, off[it] + q * cols + j] += G[a_, q] * rjc
                 F[e] += s
                 for v in range(r):
                     p, vi, vj = var[v, 0], var[v, 1], var[v, 2]
                     if it == 0 and src_kind == 0 and p == src_idx:
-                        Lav = (P[l, a_, vi] if l >= 0 else (1.0 if a_ == vi else 0.0))
-                        J[e, v] += Lav * (C[rc, vj, c] if rc >= 0 else (1.0 if vj == c else 0.0))
-                    if l >= 0 and p == l and vi == a_:
-                        acc = 0.0
-                        for j in range(cols):
-                            acc += N[it, vj, j] * (C[rc, j, c] if rc >= 0 else (1.0 if j == c else 0.0))
-                        J[e, v] += acc
+                        J[e, v] += G[a_, vi] * (C[rc, vj, c] if rc >= 0 else (1.0 if vj == c else 0.0))
+                    if l >= 0 and p == l:
+                        g = _lc_entry(C, lc, a_, vi)
+                        if g != 0.0:
+                            acc = 0.0
+                            for j in range(cols):
+                                acc += N[it, vj, j] * (C[rc, j, c] if rc >= 0 else (1.0 if j == c else 0.0))
+                            J[e, v] += g * acc
 
 
 @jit
@@ -514,3 +537,146 @@ def newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, va
     if not np.isfinite(res):
         res = np.inf
     return w, res, it, step
+
+
+@jit
+def homotopy(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0,
+             max_steps, corrector_iters):
+    """Real parameter homotopy in the target (DESIGN "Parity"): ``w0`` is a root of the
+    system with target ``Y0 = Y(w0)``; follow it while the target moves linearly to
+    ``Y*``, correcting with the full lifted Newton at every step and halving the step
+    when the corrector fails. A path that reaches ``tau = 1`` ends at a real root of the
+    target system; a fold (the real root turning back) stops it.
+
+    Returns ``(w, residual, steps_taken, last_step)`` like :func:`newton`.
+    """
+    d, m = Ystar.shape
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    K = steps.shape[0]
+    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
+    w = w0.copy()
+    _set_vars(P, var, w)
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    Y0 = np.empty((d, m))
+    output(P, pshape, C, cshape, terms, ns, N, d, m, Y0)
+    tau = 0.0
+    h = 0.05
+    taken = 0
+    Yt = np.empty((d, m))
+    while tau < 1.0 and taken < max_steps:
+        t1 = min(1.0, tau + h)
+        for i in range(d):
+            for j in range(m):
+                Yt[i, j] = (1.0 - t1) * Y0[i, j] + t1 * Ystar[i, j]
+        Pw = P.copy()
+        w1, res, it, step = newton_lifted_full(Pw, pshape, C, cshape, src_kind, src_idx, steps,
+                                               terms, var, Yt, w, N, corrector_iters, 1e-12)
+        taken += 1
+        if res < 1e-9 and np.all(np.isfinite(w1)):
+            tau = t1
+            w = w1
+            _set_vars(P, var, w)
+            forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+            if it <= 2:
+                h = min(2.0 * h, 0.25)
+        else:
+            h *= 0.5
+            if h < 1e-7:
+                break
+    if tau < 1.0:
+        return w, np.inf, taken, np.inf
+    return newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
+                              Ystar, w, N, 20, 1e-14)
+
+
+@jit
+def _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y):
+    d, m = Ystar.shape
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
+    s = 0.0
+    for i in range(d):
+        for j in range(m):
+            Y[i, j] -= Ystar[i, j]
+            s += Y[i, j] * Y[i, j]
+    return s
+
+
+@jit
+def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar,
+                        w0, max_iter, tol):
+    """Levenberg-Marquardt on the original system ``Y(w) = Y*`` with the exact Jacobian:
+    ``(J^T J + lam D) dw = -J^T R`` with ``D = diag(J^T J)`` (Marquardt scaling), a step
+    accepted when it lowers ``|R|``, ``lam`` divided by 3 on success and multiplied by 4
+    on failure. Globalised where plain Newton diverges (Figure 2a at n >= 12, degree
+    T = n/2); it may stop at local minima of ``|R|`` -- certification tells them apart.
+
+    Returns ``(w, residual, iterations, last_step)`` like :func:`newton`.
+    """
+    d, m = Ystar.shape
+    r = var.shape[0]
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    K = steps.shape[0]
+    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
+    E = np.zeros_like(N)
+    J = np.empty((d * m, r))
+    corr = np.empty((d, m))
+    Y = np.empty((d, m))
+    w = w0.copy()
+    _set_vars(P, var, w)
+    f = _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y)
+    yscale = max(1.0, np.max(np.abs(Ystar)))
+    lam = 1e-3
+    step = np.inf
+    it = 0
+    f_mark = f
+    for it in range(max_iter):
+        if np.sqrt(f) / yscale < 1e-4:
+            break  # close enough: plain Newton polishes quadratically below
+        if it > 0 and it % 25 == 0:
+            if f > 0.9 * f_mark:
+                break  # stalled, most likely at a local minimum of |R|
+            f_mark = f
+        jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
+                                N, E, var, d, m, J, corr)
+        R = Y.reshape(d * m).copy()
+        A = J.T @ J
+        g = J.T @ R
+        accepted = False
+        for _ in range(12):
+            M = A.copy()
+            for i in range(r):
+                M[i, i] += lam * max(A[i, i], 1e-12)
+            ok = True
+            try:
+                dw = np.linalg.solve(M, -g)
+            except Exception:
+                ok = False
+                dw = np.zeros(r)
+            if ok and np.all(np.isfinite(dw)):
+                wn = w + dw
+                _set_vars(P, var, wn)
+                fn = _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                               Ystar, Y)
+                if fn < f:
+                    step = np.max(np.abs(dw)) / (1.0 + np.max(np.abs(wn)))
+                    w = wn
+                    f = fn
+                    lam = max(lam / 3.0, 1e-12)
+                    accepted = True
+                    break
+            lam *= 4.0
+        if not accepted:
+            _set_vars(P, var, w)
+            f = _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y)
+            break
+    res = np.sqrt(f) / yscale
+    if np.isfinite(res) and res < 1e-4:
+        N0 = np.zeros_like(N)
+        w, res, it2, step = newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
+                                   Ystar, w, N0, False, 30, tol)
+        return w, res, it + it2, step
+    if not np.isfinite(res):
+        return w, np.inf, it, step
+    # report the max-norm residual like newton()
+    return w, np.max(np.abs(Y)) / yscale, it, step

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import AMBIGUOUS, MATCH, NO_MATCH, jit
+from .._config import AMBIGUOUS, MATCH, NEED_RHS, NO_MATCH, jit
 
 
 @jit
@@ -92,6 +92,11 @@ def decide_inplace(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, colnorm):
     res = 0.0
     for i in range(rank, M):
         res += rhs[i] * rhs[i]
+    if scale < 0.0:
+        # right-hand side not drawn: only a full row rank settles the trial without it
+        if rank == M and not ambiguous:
+            return MATCH, rank, rho_min, 0.0
+        return NEED_RHS, rank, rho_min, np.inf
     res = np.sqrt(res) / scale if scale > 0.0 else np.sqrt(res)
     # Rounding leaves a tail of size ~ eps * scale / rho_min even for a consistent
     # system (the solution has size ~ |rhs| / sigma_k): judge the tail relative to that.
@@ -106,17 +111,141 @@ def decide_inplace(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, colnorm):
 
 
 @jit
-def decide_batch(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, status):
+def lu_rcond(A, piv, x, y):
+    """LU with partial pivoting of the square ``A`` (overwritten) and an estimate of its
+    reciprocal 1-norm condition number (Hager's method as in LAPACK's ``dgecon``; the
+    estimate of ``||A^-1||_1`` is a lower bound, typically within a factor 3).
+    Returns 0.0 for an exactly zero pivot."""
+    n = A.shape[0]
+    anorm = 0.0
+    for j in range(n):
+        s = 0.0
+        for i in range(n):
+            s += abs(A[i, j])
+        anorm = max(anorm, s)
+    for k in range(n):
+        p = k
+        big = abs(A[k, k])
+        for i in range(k + 1, n):
+            if abs(A[i, k]) > big:
+                big = abs(A[i, k])
+                p = i
+        piv[k] = p
+        if big == 0.0:
+            return 0.0
+        if p != k:
+            for j in range(n):
+                t = A[k, j]
+                A[k, j] = A[p, j]
+                A[p, j] = t
+        inv = 1.0 / A[k, k]
+        for i in range(k + 1, n):
+            A[i, k] *= inv
+            f = A[i, k]
+            if f != 0.0:
+                for j in range(k + 1, n):
+                    A[i, j] -= f * A[k, j]
+    if anorm == 0.0:
+        return 0.0
+    # Hager / Higham: maximise ||A^-1 x||_1 over ||x||_1 = 1 by a few sign iterations
+    z = np.empty(n)
+    for i in range(n):
+        x[i] = 1.0 / n
+    est = 0.0
+    for it in range(5):
+        _lu_solve(A, piv, x, y, False)
+        est_new = 0.0
+        for i in range(n):
+            est_new += abs(y[i])
+        if it > 0 and est_new <= est:
+            break
+        est = est_new
+        for i in range(n):
+            y[i] = 1.0 if y[i] >= 0.0 else -1.0
+        _lu_solve(A, piv, y, z, True)
+        jmax = 0
+        zmax = -1.0
+        ztx = 0.0
+        for i in range(n):
+            ztx += z[i] * x[i]
+            if abs(z[i]) > zmax:
+                zmax = abs(z[i])
+                jmax = i
+        if zmax <= ztx:
+            break
+        for i in range(n):
+            x[i] = 0.0
+        x[jmax] = 1.0
+    if not np.isfinite(est) or est == 0.0:
+        return 0.0
+    return 1.0 / (anorm * est)
+
+
+@jit
+def _lu_solve(LU, piv, b, out, transpose):
+    """Solve ``A out = b`` (or ``A^T out = b``) from :func:`lu_rcond`'s factors."""
+    n = LU.shape[0]
+    for i in range(n):
+        out[i] = b[i]
+    if not transpose:
+        for k in range(n):
+            p = piv[k]
+            if p != k:
+                t = out[k]
+                out[k] = out[p]
+                out[p] = t
+        for i in range(n):
+            s = out[i]
+            for j in range(i):
+                s -= LU[i, j] * out[j]
+            out[i] = s
+        for i in range(n - 1, -1, -1):
+            s = out[i]
+            for j in range(i + 1, n):
+                s -= LU[i, j] * out[j]
+            out[i] = s / LU[i, i]
+    else:
+        for i in range(n):
+            s = out[i]
+            for j in range(i):
+                s -= LU[j, i] * out[j]
+            out[i] = s / LU[i, i]
+        for i in range(n - 1, -1, -1):
+            s = out[i]
+            for j in range(i + 1, n):
+                s -= LU[j, i] * out[j]
+            out[i] = s
+        for k in range(n - 1, -1, -1):
+            p = piv[k]
+            if p != k:
+                t = out[k]
+                out[k] = out[p]
+                out[p] = t
+
+
+@jit
+def decide_batch(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, status, screen=0.0):
     """Decide every system of a batch: ``C[b]`` (``M x N``), ``rhs[b]``, ``scale[b]``.
 
     Works on copies, so the inputs are left unchanged (the Cython backend gets the same
-    arrays). Writes ``status[b]``.
+    arrays). Writes ``status[b]``. With ``screen > 0`` a square system whose LU-based
+    reciprocal condition estimate reaches ``screen`` is a match without the pivoted QR
+    (it is nonsingular; see :class:`fastmp.Tolerances`). ``scale[b] < 0`` means the
+    right-hand side was not drawn: rank-deficient systems then get ``NEED_RHS``.
     """
     B, M, N = C.shape
     work = np.empty((M, N))
     r = np.empty(M)
     colnorm = np.empty(N)
+    piv = np.empty(M, dtype=np.int64)
+    x = np.empty(M)
+    y = np.empty(M)
     for b in range(B):
         work[:, :] = C[b]
+        if screen > 0.0 and M == N:
+            if lu_rcond(work, piv, x, y) >= screen:
+                status[b] = MATCH
+                continue
+            work[:, :] = C[b]
         r[:] = rhs[b]
         status[b] = decide_inplace(work, r, scale[b], rank_lo, rank_hi, res_lo, res_hi, colnorm)[0]

@@ -18,18 +18,14 @@ from .._config import jit
 
 
 @jit
-def assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C, rhs):
-    """Fill ``C`` (``d*m x r``) and ``rhs`` (``d*m``) for one trial; return the scale
-    ``||Y*||_F + ||frozen part||_F`` against which the residual of ``rhs`` is judged.
+def assemble_columns(Ls, Rs, alloc_i, alloc_j, C):
+    """Fill ``C`` (``d*m x r``): column ``k`` is ``vec(sum_t L_t[:, i_k] R_t[j_k, :])``.
 
-    ``Ls`` is ``(T, d, p)``, ``Rs`` is ``(T, q, m)``, ``P`` is the student's ``p x q``
-    parameter (its allocated entries are overwritten with zero), ``ystar`` is ``d x m``.
+    ``Ls`` is ``(T, d, p)``, ``Rs`` is ``(T, q, m)``.
     """
     nt, d, _ = Ls.shape
     m = Rs.shape[2]
-    r = alloc_i.shape[0]
-    for k in range(r):
-        P[alloc_i[k], alloc_j[k]] = 0.0
+    for k in range(alloc_i.shape[0]):
         i = alloc_i[k]
         j = alloc_j[k]
         for a in range(d):
@@ -38,6 +34,17 @@ def assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C, rhs):
                 for t in range(nt):
                     s += Ls[t, a, i] * Rs[t, j, c]
                 C[a * m + c, k] = s
+
+
+@jit
+def assemble_rhs(Ls, Rs, P, ystar, alloc_i, alloc_j, rhs):
+    """Fill ``rhs = vec(Y* - sum_t L_t P0 R_t)`` and return the scale
+    ``||Y*||_F + ||frozen part||_F`` against which its residual is judged. ``P`` is the
+    student's parameter; its allocated entries are overwritten with zero."""
+    nt, d, _ = Ls.shape
+    m = Rs.shape[2]
+    for k in range(alloc_i.shape[0]):
+        P[alloc_i[k], alloc_j[k]] = 0.0
     frozen = np.zeros((d, m))
     for t in range(nt):
         frozen += np.dot(np.dot(Ls[t], P), Rs[t])
@@ -49,14 +56,3 @@ def assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C, rhs):
             ys += ystar[a, c] * ystar[a, c]
             fs += frozen[a, c] * frozen[a, c]
     return np.sqrt(ys) + np.sqrt(fs)
-
-
-@jit
-def matpow_chain(W, T):
-    """``out[k] = W^(k+1)`` for ``k = 0 .. T-1``."""
-    n = W.shape[0]
-    out = np.empty((T, n, n))
-    out[0] = W
-    for k in range(1, T):
-        out[k] = np.dot(out[k - 1], W)
-    return out

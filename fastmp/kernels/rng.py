@@ -1,9 +1,9 @@
 """Counter-based random streams: one independent stream per (seed, trial).
 
-Every trial derives its own xoshiro256** state from ``(seed, trial)`` through SplitMix64,
-so a trial's draws never depend on batch size, thread scheduling or worker count: the
-same seed gives the same numbers whether trials run in one batch, in many, or on a
-cluster. Normals come from the Box–Muller transform, two per pair of uniforms.
+Every trial derives its own xoshiro256** states from ``(seed, trial, stream)`` through
+SplitMix64 -- one stream per weight matrix -- so a trial's draws never depend on batch
+size, thread scheduling, worker count, or on which other matrices were drawn: the same
+seed gives the same numbers whether trials run in one batch, in many, or on a cluster. Normals come from the Box–Muller transform, two per pair of uniforms.
 
 All functions are Numba kernels and can be called from users' own ``@njit`` code.
 """
@@ -33,9 +33,11 @@ def _rotl(x, k):
 
 
 @jit
-def trial_state(seed, trial):
-    """xoshiro256** state (4 x uint64) of trial ``trial`` under seed ``seed``."""
-    key = _splitmix64(np.uint64(seed)) ^ (_splitmix64(np.uint64(trial) * _TRIAL_KEY))
+def trial_state(seed, trial, stream=0):
+    """xoshiro256** state (4 x uint64) of stream ``stream`` of trial ``trial`` under
+    seed ``seed``. Different (seed, trial, stream) give independent streams."""
+    key = (_splitmix64(np.uint64(seed)) ^ _splitmix64(np.uint64(trial) * _TRIAL_KEY)
+           ^ _splitmix64(np.uint64(stream) * _GOLDEN + np.uint64(1)))
     s = np.empty(4, dtype=np.uint64)
     x = key
     for i in range(4):
@@ -80,16 +82,20 @@ def fill_normal(s, out):
 
 
 @jit
-def draw_segments(seed, trial, seg_start, seg_scale, out):
+def draw_segments(seed, trial, seg_start, seg_scale, need, out):
     """Draw one trial's buffer: segment ``k`` is ``out[seg_start[k]:seg_start[k+1]]``,
-    i.i.d. N(0, seg_scale[k]**2). ``seg_start`` has one more entry than ``seg_scale``.
+    i.i.d. N(0, seg_scale[k]**2), drawn only where ``need[k]``.
 
-    Each segment is drawn from the trial's stream in order, so adding a segment at the end
-    of a layout never changes the draws before it.
+    Every segment has its own stream (``trial_state(seed, trial, k)``), so a kernel can
+    skip segments it does not need (e.g. the teacher, when the allocated system is
+    nonsingular and its right-hand side cannot matter) without changing the others.
     """
-    s = trial_state(seed, trial)
-    fill_normal(s, out[: seg_start[-1]])
     for k in range(seg_scale.shape[0]):
+        if not need[k]:
+            continue
+        s = trial_state(seed, trial, k)
+        seg = out[seg_start[k]:seg_start[k + 1]]
+        fill_normal(s, seg)
         sc = seg_scale[k]
-        for i in range(seg_start[k], seg_start[k + 1]):
-            out[i] *= sc
+        for i in range(seg.shape[0]):
+            seg[i] *= sc

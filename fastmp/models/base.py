@@ -107,13 +107,22 @@ class Model:
         scale = np.array([s.scale for s in segs], dtype=np.float64)
         return start, scale
 
+    def needed_segments(self, name, m, with_rhs):
+        """Which segments the linear system of parameter ``name`` needs: the matrix
+        ``C`` needs the student's *other* parameters and the inputs; the right-hand side
+        also needs the teacher and the student's frozen ``name``."""
+        return np.array([with_rhs or (s.role == "input")
+                         or (s.role == "student" and s.name != name)
+                         for s in self.layout(m)], dtype=np.bool_)
+
     def trial_draws(self, seed, trial, m):
         """The draws of one trial as ``(teacher, student, X)`` -- the same numbers the
         compiled kernels use for ``(seed, trial)``."""
         segs = self.layout(m)
         start, scale = self.segment_arrays(m)
         buf = np.empty(int(start[-1]))
-        draw_segments(np.uint64(seed), np.uint64(trial), start, scale, buf)
+        draw_segments(np.uint64(seed), np.uint64(trial), start, scale,
+                      np.ones(len(segs), dtype=np.bool_), buf)
         teacher, student, X = {}, {}, None
         for k, s in enumerate(segs):
             arr = buf[start[k]:start[k + 1]].reshape(s.shape).copy()
@@ -134,35 +143,49 @@ class Model:
         return teacher, student, draw(self.input_shape(m), 1.0)
 
     # ------------------------------------------------------------------ polynomial
-    def chain_program(self, m):
+    #: sides for which :meth:`chain_program` exists: "right" lifts products applied from
+    #: the input side (Lemma B.3's F = W^k B; eqs. 4.1-4.2), "left" those from the output
+    #: side (Lemma B.7's F = D W^k), written for the transposed output Y^T
+    chain_sides: tuple = ()
+
+    def chain_program(self, m, side="right"):
         """The :class:`~fastmp.kernels.chain.ChainProgram` of the output (parameters in
-        ``param_names`` order), for models whose output is a sum of matrix products."""
+        ``param_names`` order; for ``side="left"`` of ``Y^T`` in the transposed
+        parameters)."""
         raise NotImplementedError(f"{type(self).__name__} has no chain program")
 
-    def chain_constants(self, X):
+    def chain_constants(self, X, side="right"):
         """The constant matrices of :meth:`chain_program` for inputs ``X``."""
         raise NotImplementedError
 
-    def chain_trial(self, seed, trial, m):
+    def chain_trial(self, seed, trial, m, side="right"):
         """``(params, consts, Y*)`` of one trial: the student's parameters (frozen draws,
-        in ``param_names`` order), the program's constants and the teacher's outputs."""
+        in ``param_names`` order), the program's constants and the teacher's outputs
+        (all transposed for ``side="left"``)."""
         teacher, student, X = self.trial_draws(seed, trial, m)
         params = [student[n] for n in self.param_names]
-        return params, self.chain_constants(X), self.forward(teacher, X)
+        ystar = self.forward(teacher, X)
+        if side == "left":
+            return [p.T.copy() for p in params], self.chain_constants(X, side), ystar.T.copy()
+        return params, self.chain_constants(X, side), ystar
 
-    def variables(self, allocation):
-        """``(p, i, j)`` triples of the learnable weights (row-major within each parameter)."""
+    def variables(self, allocation, side="right"):
+        """``(p, i, j)`` triples of the learnable weights (row-major within each
+        parameter; ``(p, j, i)`` on the left side, in the same order)."""
         out = []
         for p, name in enumerate(self.param_names):
             ii, jj = np.nonzero(allocation.mask(name))
-            out += [(p, int(i), int(j)) for i, j in zip(ii, jj)]
+            out += [(p, int(j), int(i)) if side == "left" else (p, int(i), int(j))
+                    for i, j in zip(ii, jj)]
         return np.array(out, dtype=np.int64).reshape(-1, 3)
 
     # ------------------------------------------------------------------ kernels
     def _linear_kernel(self):
         """``(kernel, dims_array)`` of the compiled batch kernel for linear parameters.
 
-        The kernel signature is ``kernel(dims, which, seed, start, count, seg_start,
-        seg_scale, alloc_i, alloc_j, C, rhs, scale)``.
+        The kernel signature is ``kernel(dims, which, seed, trials, need, with_rhs,
+        seg_start, seg_scale, alloc_i, alloc_j, C, rhs, scale)``: for every trial index
+        in ``trials`` it draws the segments flagged in ``need`` and fills ``C[k]`` and,
+        if ``with_rhs``, ``rhs[k]`` and ``scale[k]`` (else ``scale[k] = -1``).
         """
         raise NotImplementedError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble
+from ..kernels.linear import assemble_columns, assemble_rhs
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -45,7 +45,7 @@ class LinearEstimator(Model):
 
 
 @jit
-def _estimator_batch(dims, which, seed, start, count, seg_start, seg_scale,
+def _estimator_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                      alloc_i, alloc_j, C, rhs, scale):
     q, d = dims[0], dims[1]
     m = C.shape[1] // d
@@ -55,11 +55,15 @@ def _estimator_batch(dims, which, seed, start, count, seg_start, seg_scale,
         Ls[0, a, a] = 1.0
     Rs = np.empty((1, q, m))
     P = np.empty((d, q))
-    for k in range(count):
-        draw_segments(seed, np.uint64(start + k), seg_start, seg_scale, buf)
-        Wt = buf[seg_start[0]:seg_start[1]].reshape((d, q))
-        P[:, :] = buf[seg_start[1]:seg_start[2]].reshape((d, q))
+    for k in range(trials.shape[0]):
+        draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2]:seg_start[3]].reshape((q, m))
         Rs[0] = X
-        ystar = np.dot(Wt, X)
-        scale[k] = assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C[k], rhs[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        if with_rhs:
+            Wt = buf[seg_start[0]:seg_start[1]].reshape((d, q))
+            P[:, :] = buf[seg_start[1]:seg_start[2]].reshape((d, q))
+            scale[k] = assemble_rhs(Ls, Rs, P, np.dot(Wt, X), alloc_i, alloc_j, rhs[k])
+        else:
+            rhs[k, :] = 0.0
+            scale[k] = -1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble
+from ..kernels.linear import assemble_columns, assemble_rhs
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -70,16 +70,25 @@ class LinearFFN(Model):
             Lm = matmul(Lm, weights[f"W{k}"])
         return [(Lm, R)]
 
-    def chain_program(self, m):
+    chain_sides = ("right", "left")
+
+    def chain_program(self, m, side="right"):
         from ..kernels.chain import ChainProgram
         L = self.L
+        if side == "left":
+            # Y^T = X^T W_1^T ... W_L^T: N_0 = W_L^T, N_k = W_{L-k}^T N_{k-1} (partial
+            # products from the output side); parameters transposed
+            shapes = [(c, r) for r, c in self.param_shapes.values()]
+            return ChainProgram(shapes, [(m, self.q)], src_kind=0, src_idx=L - 1,
+                                steps=list(range(L - 2, -1, -1)), terms=[(-1, L - 1, -1, 0)],
+                                d=m, m=self.d)
         # N_0 = X, N_l = W_l N_{l-1} (eqs. 4.1-4.2's F_l), Y = W_L N_{L-1} (4.3)
         return ChainProgram(list(self.param_shapes.values()), [(self.q, m)],
                             src_kind=1, src_idx=0, steps=list(range(L - 1)),
                             terms=[(L - 1, L - 1, -1)], d=self.d, m=m)
 
-    def chain_constants(self, X):
-        return [X]
+    def chain_constants(self, X, side="right"):
+        return [X.T.copy()] if side == "left" else [X]
 
     def _linear_kernel(self):
         return _ffn_batch, np.array((self.L,) + self.widths, dtype=np.int64)
@@ -92,7 +101,7 @@ def _layer(buf, seg_start, seg, widths, l):
 
 
 @jit
-def _ffn_batch(dims, which, seed, start, count, seg_start, seg_scale,
+def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                alloc_i, alloc_j, C, rhs, scale):
     L = dims[0]
     widths = dims[1:]
@@ -102,13 +111,9 @@ def _ffn_batch(dims, which, seed, start, count, seg_start, seg_scale,
     Ls = np.empty((1, d, widths[which + 1]))
     Rs = np.empty((1, widths[which], m))
     P = np.empty((widths[which + 1], widths[which]))
-    for k in range(count):
-        draw_segments(seed, np.uint64(start + k), seg_start, seg_scale, buf)
+    for k in range(trials.shape[0]):
+        draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2 * L]:seg_start[2 * L + 1]].reshape((q, m))
-        h = X.copy()
-        for l in range(L):
-            h = np.dot(_layer(buf, seg_start, l, widths, l), h)
-        ystar = h
         R = X.copy()
         for l in range(which):
             R = np.dot(_layer(buf, seg_start, L + l, widths, l), R)
@@ -117,5 +122,13 @@ def _ffn_batch(dims, which, seed, start, count, seg_start, seg_scale,
             G = np.dot(G, _layer(buf, seg_start, L + l, widths, l))
         Ls[0] = G
         Rs[0] = R
-        P[:, :] = _layer(buf, seg_start, L + which, widths, which)
-        scale[k] = assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C[k], rhs[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        if with_rhs:
+            h = X.copy()
+            for l in range(L):
+                h = np.dot(_layer(buf, seg_start, l, widths, l), h)
+            P[:, :] = _layer(buf, seg_start, L + which, widths, which)
+            scale[k] = assemble_rhs(Ls, Rs, P, h, alloc_i, alloc_j, rhs[k])
+        else:
+            rhs[k, :] = 0.0
+            scale[k] = -1.0

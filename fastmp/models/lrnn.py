@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble
+from ..kernels.linear import assemble_columns, assemble_rhs
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -71,15 +71,26 @@ class LRNN(Model):
             return [(G[self.T - 1 - t], X[t]) for t in range(self.T)]
         return super().linear_terms(name, weights, X, matmul)
 
-    def chain_program(self, m):
+    chain_sides = ("right", "left")
+
+    def chain_program(self, m, side="right"):
         from ..kernels.chain import ChainProgram
         T = self.T
+        if side == "left":
+            # Y^T = sum_t X_t^T B^T (W^T)^(T-t+1) D^T: N_0 = D^T, N_k = W^T N_{k-1}
+            # = (D W^k)^T, Lemma B.7's F; parameters are W^T, B^T, D^T
+            shapes = [(c, r) for r, c in self.param_shapes.values()]
+            return ChainProgram(shapes, [(m, self.b)] * T, src_kind=0, src_idx=2,
+                                steps=[0] * T, terms=[(1, T - t, -1, t) for t in range(T)],
+                                d=m, m=self.d)
         # N_0 = B, N_k = W N_{k-1} = W^k B; Y = sum_t D N_{T-t+1} X_t  (Lemma 3.3's F)
         return ChainProgram(list(self.param_shapes.values()), [(self.b, m)] * T,
                             src_kind=0, src_idx=1, steps=[0] * T,
                             terms=[(2, T - t, t) for t in range(T)], d=self.d, m=m)
 
-    def chain_constants(self, X):
+    def chain_constants(self, X, side="right"):
+        if side == "left":
+            return [X[t].T.copy() for t in range(self.T)]
         return [X[t] for t in range(self.T)]
 
     def _linear_kernel(self):
@@ -95,7 +106,7 @@ def _horner(W, B, X):
 
 
 @jit
-def _lrnn_batch(dims, which, seed, start, count, seg_start, seg_scale,
+def _lrnn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                 alloc_i, alloc_j, C, rhs, scale):
     n, T, b, d = dims[0], dims[1], dims[2], dims[3]
     m = C.shape[1] // d
@@ -110,19 +121,14 @@ def _lrnn_batch(dims, which, seed, start, count, seg_start, seg_scale,
         Ls = np.empty((T, d, n))
         Rs = np.empty((T, b, m))
         P = np.empty((n, b))
-    for k in range(count):
-        draw_segments(seed, np.uint64(start + k), seg_start, seg_scale, buf)
-        Wt = buf[seg_start[0]:seg_start[1]].reshape((n, n))
-        Bt = buf[seg_start[1]:seg_start[2]].reshape((n, b))
-        Dt = buf[seg_start[2]:seg_start[3]].reshape((d, n))
+    for k in range(trials.shape[0]):
+        draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         Ws = buf[seg_start[3]:seg_start[4]].reshape((n, n))
         Bs = buf[seg_start[4]:seg_start[5]].reshape((n, b))
         Ds = buf[seg_start[5]:seg_start[6]].reshape((d, n))
         X = buf[seg_start[6]:seg_start[7]].reshape((T, b, m))
-        ystar = np.dot(Dt, _horner(Wt, Bt, X))
         if which == 2:
             Rs[0] = _horner(Ws, Bs, X)
-            P[:, :] = Ds
         else:
             G = np.dot(Ds, Ws)
             Ls[T - 1] = G
@@ -130,5 +136,14 @@ def _lrnn_batch(dims, which, seed, start, count, seg_start, seg_scale,
                 G = np.dot(G, Ws)
                 Ls[t] = G
             Rs[:, :, :] = X
-            P[:, :] = Bs
-        scale[k] = assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C[k], rhs[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        if with_rhs:
+            Wt = buf[seg_start[0]:seg_start[1]].reshape((n, n))
+            Bt = buf[seg_start[1]:seg_start[2]].reshape((n, b))
+            Dt = buf[seg_start[2]:seg_start[3]].reshape((d, n))
+            ystar = np.dot(Dt, _horner(Wt, Bt, X))
+            P[:, :] = Ds if which == 2 else Bs
+            scale[k] = assemble_rhs(Ls, Rs, P, ystar, alloc_i, alloc_j, rhs[k])
+        else:
+            rhs[k, :] = 0.0
+            scale[k] = -1.0

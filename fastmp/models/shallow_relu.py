@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble
+from ..kernels.linear import assemble_columns, assemble_rhs
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -61,7 +61,7 @@ class ShallowReLU(Model):
 
 
 @jit
-def _relu_w2_batch(dims, which, seed, start, count, seg_start, seg_scale,
+def _relu_w2_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                    alloc_i, alloc_j, C, rhs, scale):
     q, n, d = dims[0], dims[1], dims[2]
     m = C.shape[1] // d
@@ -71,13 +71,18 @@ def _relu_w2_batch(dims, which, seed, start, count, seg_start, seg_scale,
         Ls[0, a, a] = 1.0
     Rs = np.empty((1, n, m))
     P = np.empty((d, n))
-    for k in range(count):
-        draw_segments(seed, np.uint64(start + k), seg_start, seg_scale, buf)
-        W1t = buf[seg_start[0]:seg_start[1]].reshape((n, q))
-        W2t = buf[seg_start[1]:seg_start[2]].reshape((d, n))
+    for k in range(trials.shape[0]):
+        draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         W1s = buf[seg_start[2]:seg_start[3]].reshape((n, q))
         X = buf[seg_start[4]:seg_start[5]].reshape((q, m))
-        ystar = np.dot(W2t, np.maximum(np.dot(W1t, X), 0.0))
         Rs[0] = np.maximum(np.dot(W1s, X), 0.0)
-        P[:, :] = buf[seg_start[3]:seg_start[4]].reshape((d, n))
-        scale[k] = assemble(Ls, Rs, P, ystar, alloc_i, alloc_j, C[k], rhs[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        if with_rhs:
+            W1t = buf[seg_start[0]:seg_start[1]].reshape((n, q))
+            W2t = buf[seg_start[1]:seg_start[2]].reshape((d, n))
+            ystar = np.dot(W2t, np.maximum(np.dot(W1t, X), 0.0))
+            P[:, :] = buf[seg_start[3]:seg_start[4]].reshape((d, n))
+            scale[k] = assemble_rhs(Ls, Rs, P, ystar, alloc_i, alloc_j, rhs[k])
+        else:
+            rhs[k, :] = 0.0
+            scale[k] = -1.0
