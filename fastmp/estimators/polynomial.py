@@ -94,6 +94,7 @@ class _Trial:
         self.first_match = -1
         self.near_miss = False
         self.how = ""
+        self.solver = ""
         self.scale = start_scale
 
 
@@ -130,6 +131,7 @@ def _search(progs, variables, tr, upto, solvers, max_iter):
             if ok:
                 tr.first_match = tr.starts_used - 1
                 tr.how = how
+                tr.solver = f"{kind} ({side})"
             else:
                 tr.near_miss = True
 
@@ -186,6 +188,8 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
         "certified_double": int(sum(tr.how == "double" for tr in state)),
         "certified_arb": int(sum(tr.how.startswith("arb") for tr in state)),
         "near_misses": int(np.count_nonzero(status == AMBIGUOUS)),
+        "found_by": {f"{kind} ({side})": int(sum(tr.solver == f"{kind} ({side})" for tr in state))
+                     for side, kind in solvers},
     }
     return status, info
 

@@ -499,12 +499,23 @@ def newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, va
     yscale = max(1.0, np.max(np.abs(Ystar)))
     step = np.inf
     it = 0
+    best = np.inf
+    since_best = 0
     for it in range(max_iter + 1):
         lifted_residual_jacobian(P, pshape, C, src_kind, src_idx, steps, terms, ns, N, var,
                                  Ystar, off, Fv, J)
         fmax = np.max(np.abs(Fv)) / yscale
         if fmax < tol or it == max_iter or not np.isfinite(fmax):
             break
+        # a start that has not improved its best residual for 12 steps is diverging or
+        # wandering: plain Newton converges in a few steps once it is near a root
+        if fmax < 0.5 * best:
+            best = fmax
+            since_best = 0
+        else:
+            since_best += 1
+            if since_best > 12:
+                break
         ok = True
         try:
             if neq == nz:
