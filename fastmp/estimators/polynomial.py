@@ -108,8 +108,24 @@ def _solvers(sides, lifted):
     return [(side, "lifted") for side in sides] + [(sides[0], "lm")]
 
 
+def _cycle(solvers, successes, length=8):
+    """Deterministic weighted round-robin over the portfolio: each solver's share of the
+    next round's starts is proportional to ``1 + its certified roots so far`` (at n = 8
+    lifted Newton finds nearly every root, from n = 12 on Levenberg-Marquardt does)."""
+    w = np.array([1.0 + successes.get(f"{k} ({s})", 0) for s, k in solvers])
+    counts = np.maximum(1, np.round(length * w / w.sum())).astype(int)
+    order = []
+    while counts.sum():
+        for i in range(len(solvers)):
+            if counts[i]:
+                order.append(solvers[i])
+                counts[i] -= 1
+    return order
+
+
 def _search(progs, variables, tr, upto, solvers, max_iter):
-    """Random starts until a certified root or ``upto`` starts."""
+    """Random starts until a certified root or ``upto`` starts; ``solvers`` is the cycle
+    of (side, kind) the starts go through."""
     while tr.starts_used < upto and tr.first_match < 0:
         side, kind = solvers[tr.starts_used % len(solvers)]
         prog, var = progs[side], variables[side]
@@ -150,8 +166,13 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     rounds = []
     budget = min(8, starts) if adaptive else starts
     while True:
+        found = {}
         for tr in state:
-            _search(progs, variables, tr, budget, solvers, max_iter)
+            if tr.solver:
+                found[tr.solver] = found.get(tr.solver, 0) + 1
+        cycle = _cycle(solvers, found)
+        for tr in state:
+            _search(progs, variables, tr, budget, cycle, max_iter)
         after = sum(tr.first_match >= 0 for tr in state)
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
