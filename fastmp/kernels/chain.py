@@ -213,6 +213,19 @@ def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, term
 
 
 @jit
+def _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r):
+    """Node shapes and the buffers of one Newton / LM run on the original system."""
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    K = steps.shape[0]
+    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
+    E = np.zeros_like(N)
+    J = np.empty((d * m, r))
+    corr = np.empty((d, m))
+    Y = np.empty((d, m))
+    return ns, N, E, J, corr, Y
+
+
+@jit
 def _set_vars(P, var, w):
     for v in range(var.shape[0]):
         P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
@@ -231,13 +244,8 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     """
     d, m = Ystar.shape
     r = var.shape[0]
-    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
     K = steps.shape[0]
-    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
-    E = np.zeros_like(N)
-    J = np.empty((d * m, r))
-    corr = np.empty((d, m))
-    Y = np.empty((d, m))
+    ns, N, E, J, corr, Y = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
     dN = np.zeros_like(N)
     dP = np.zeros_like(P)
     w = w0.copy()
@@ -626,13 +634,8 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
     """
     d, m = Ystar.shape
     r = var.shape[0]
-    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
     K = steps.shape[0]
-    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
-    E = np.zeros_like(N)
-    J = np.empty((d * m, r))
-    corr = np.empty((d, m))
-    Y = np.empty((d, m))
+    ns, N, E, J, corr, Y = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
     w = w0.copy()
     _set_vars(P, var, w)
     f = _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y)

@@ -95,22 +95,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# allocated cells (x, y) in row-major order: the same table b11_allocations uses
+from ..generators import _B11_CELLS as _CELLS
+from ..generators import B11_NAMES
 from ..models import LRNN
 
 __all__ = ["B11_NAMES", "b11_coefficients", "b11_match", "b11_root", "b11_statuses",
            "b11_mp", "b11_linear_system", "b11_insert"]
-
-B11_NAMES = ("diagonal", "off_diagonal", "row1", "row2", "col1", "col2")
-
-#: allocated cells (x, y) in row-major order, as in ``fastmp.generators.b11_allocations``
-_CELLS = {
-    "diagonal": ((0, 0), (1, 1)),
-    "off_diagonal": ((0, 1), (1, 0)),
-    "row1": ((0, 0), (0, 1)),
-    "row2": ((1, 0), (1, 1)),
-    "col1": ((0, 0), (1, 0)),
-    "col2": ((0, 1), (1, 1)),
-}
 
 
 # --------------------------------------------------------------------------- formulas
