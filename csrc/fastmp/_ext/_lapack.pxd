@@ -9,13 +9,15 @@
 # ``numba.extending.get_cython_function_address("fastmp._ext._lapack", "decide_system")``
 # and ctypes; every argument is a scalar or a pointer for that reason.
 
-# Status codes of one system's match decision; equal to fastmp._config.NO_MATCH, MATCH
-# and AMBIGUOUS (the tests check this). DECIDE_ERROR is returned only if LAPACK reports
+# Status codes of one system's match decision; equal to fastmp._config.NO_MATCH, MATCH,
+# AMBIGUOUS and NEED_RHS (the tests check this). NEED_RHS: scale < 0 marks a right-hand
+# side that was not drawn, and the matrix is rank-deficient. DECIDE_ERROR is returned only if LAPACK reports
 # an illegal argument (info < 0), i.e. a bad M, N, lda or lwork.
 cdef enum:
     DECIDE_NO_MATCH = 0
     DECIDE_MATCH = 1
     DECIDE_AMBIGUOUS = 2
+    DECIDE_NEED_RHS = 3
     DECIDE_ERROR = -1
 
 

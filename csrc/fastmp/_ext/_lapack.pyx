@@ -24,7 +24,7 @@ import os
 
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
-from libc.math cimport fabs, sqrt
+from libc.math cimport INFINITY, fabs, sqrt
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_lapack cimport dgeqp3, dorm2r
 
@@ -45,6 +45,7 @@ OPENMP = bool(FASTMP_HAVE_OPENMP)
 NO_MATCH = DECIDE_NO_MATCH
 MATCH = DECIDE_MATCH
 AMBIGUOUS = DECIDE_AMBIGUOUS
+NEED_RHS = DECIDE_NEED_RHS
 
 
 cdef int decide_lwork(int M, int N) noexcept nogil:
@@ -101,6 +102,19 @@ cdef int decide_system(int M, int N, double* A, int lda, double* rhs, double sca
             dorm2r(&side, &trans, &M, &one, &k, A, &lda, tau, rhs, &lda, work, &info)
             if info != 0:
                 return DECIDE_ERROR
+
+    if rank != NULL:
+        rank[0] = k
+    if rho_min != NULL:
+        rho_min[0] = rmin
+    if scale < 0.0:
+        # right-hand side not drawn (fastmp.kernels.decide): only a full row rank
+        # settles the trial without it
+        if residual != NULL:
+            residual[0] = 0.0 if (k == M and not ambiguous) else INFINITY
+        if k == M and not ambiguous:
+            return DECIDE_MATCH
+        return DECIDE_NEED_RHS
 
     for i in range(k, M):
         res += rhs[i] * rhs[i]
