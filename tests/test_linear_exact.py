@@ -200,3 +200,23 @@ def test_relu_first_layer_not_implemented_yet_names_the_method():
     relu = fastmp.ShallowReLU(q=2, n=3, d=1)
     with pytest.raises(NotImplementedError, match="pattern"):
         fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((3, 2), bool)}), m=6)
+
+
+@pytest.mark.parametrize("model,name,m", BACKEND_CASES + [(fastmp.LinearFFN((3, 5, 4)), "W1", 3)],
+                         ids=lambda x: repr(x))
+def test_exact_redecision_agrees_with_clear_float_decisions(model, name, m):
+    """The exact path (residues mod p, or rationals for ShallowReLU) used for ambiguous
+    trials gives the float decision on trials that are far from the band, for matching
+    (full-rank) and for minimal (rank-deficient) allocations."""
+    from fastmp.estimators.refine import exact_status
+    rng = np.random.default_rng(1)
+    rows, cols = model.param_shapes[name]
+    masks = [random_mask((rows, cols), model.d * m, rng, use_all=False)]
+    short = np.zeros((rows, cols), bool)
+    short.ravel()[rng.choice(rows * cols, size=model.d * m - 1, replace=False)] = True
+    masks.append(short)                                   # r < dm: never a match
+    for mask in masks:
+        alloc = fastmp.Allocation(model, {name: mask})
+        res = fastmp.match_probability(model, alloc, m=m, trials=6, seed=4)
+        for t in range(6):
+            assert exact_status(model, name, mask, m, 4, t) == res.status[t]
