@@ -1,4 +1,4 @@
-"""Command line interface: ``fastmp estimate`` and ``fastmp classify``.
+"""Command line interface: ``fastmp estimate``, ``fastmp classify`` and ``fastmp figure``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     fastmp estimate ffn:4-16-16-6 --alloc budget --param W2 --m 4 --alloc-seed 3
     fastmp estimate lrnn:n=8,T=4,b=1,d=2 --mask-file alloc.json
     fastmp classify lrnn:n=8,T=4,b=1,d=2 --alloc thm35 --by columns --json
+    fastmp figure fig2b --trials 200 --ns 8,12 --out results --workers 2
 
 Every error -- a bad argument or a library error -- is reported as one line
 ``fastmp: error: <message>`` on stderr with exit status 2.
@@ -572,6 +573,45 @@ def cmd_classify(args, stdout, stderr):
     return EXIT_OK
 
 
+def _int_list(option, text):
+    items = [t.strip() for t in re.split(r"[,\s]+", text.strip()) if t.strip()]
+    if not items:
+        raise CLIError(f"{option}: expected integers separated by commas, got {text!r}")
+    out = []
+    for t in items:
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise CLIError(f"{option}: expected integers separated by commas, got {t!r}") from None
+    return out
+
+
+def cmd_figure(args, stdout, stderr):
+    from .figures import run_figure
+
+    ns = _int_list("--ns", args.ns) if args.ns is not None else None
+    ks = _int_list("--ks", args.ks) if args.ks is not None else None
+    progress = None
+    if _isatty(stderr):
+        def progress(done, total):
+            stderr.write(f"\rfastmp: figure {args.name}: {done}/{total} points")
+            if done == total:
+                stderr.write("\n")
+            stderr.flush()
+    df = run_figure(args.name, trials=args.trials, seed=args.seed, out=args.out,
+                    workers=args.workers, progress=progress, ns=ns, ks=ks,
+                    starts=args.starts)
+    if "allocation" in df.columns:
+        cols = ["allocation", "mp", "ci_low", "ci_high", "oracle_mp", "paper_mp", "trials",
+                "disagree", "method"]
+    else:
+        cols = ["n", "k", "frac_rows", "mp", "ci_low", "ci_high", "trials", "matches",
+                "undecided", "method"]
+    stdout.write(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    stdout.write(f"wrote {df.attrs['csv']}\nwrote {df.attrs['png']}\n")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- parser
 def _add_allocation_options(p):
     g = p.add_argument_group("allocation (exactly one of --mask, --mask-file, --alloc)")
@@ -655,6 +695,30 @@ def build_parser():
                      help="default seed of --alloc generators (default 0)")
     cls.add_argument("--json", action="store_true", help="print one JSON object")
     cls.set_defaults(func=cmd_classify)
+
+    fig = sub.add_parser("figure", help="reproduce a figure of the paper (CSV + PNG)",
+                         description="Reproduce a figure of the paper: writes DIR/NAME.csv and "
+                                     "DIR/NAME.png. NAME: fig2a, fig2b (LRNN, learn W), fig3a "
+                                     "(3-layer linear FFN), b11 (Appendix B.1.1); fig3b, fig3c "
+                                     "(ShallowReLU) are not implemented yet.",
+                         allow_abbrev=False)
+    fig.add_argument("name", metavar="NAME", help="fig2a, fig2b, fig3a or b11")
+    fig.add_argument("--trials", type=_positive, default=1000, metavar="N",
+                     help="Monte Carlo trials per point (default 1000)")
+    fig.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
+                     help="seed (default 0); every point derives its own streams from it")
+    fig.add_argument("--out", default=".", metavar="DIR",
+                     help="output directory, created if missing (default .)")
+    fig.add_argument("--workers", type=_positive, default=1, metavar="W",
+                     help="worker processes (default 1; results do not depend on it)")
+    fig.add_argument("--ns", metavar="N1,N2",
+                     help="network sizes n (default 8,12,16; not for b11)")
+    fig.add_argument("--ks", metavar="K1,K2",
+                     help="only these k (rows used); default all")
+    fig.add_argument("--starts", type=_positive, default=64, metavar="S",
+                     help="newton: S random starts per unmatched trial (default 64; "
+                          "misses are budget-limited, more starts can raise MP)")
+    fig.set_defaults(func=cmd_figure)
     return parser
 
 
@@ -668,7 +732,7 @@ def main(argv=None, *, stdout=None, stderr=None):
             parser = build_parser()
             args = parser.parse_args(argv)
             if args.command is None:
-                raise CLIError("no command given; choose one of estimate, classify "
+                raise CLIError("no command given; choose one of estimate, classify, figure "
                                "(fastmp -h for help)")
             return args.func(args, stdout, stderr)
         except SystemExit as exc:  # -h / --version
