@@ -5,13 +5,12 @@ from __future__ import annotations
 import numbers
 import time
 
-import numpy as np
-
 from .._config import DEFAULT_TOLERANCES, Tolerances
 from ..allocation import Allocation
-from ..models import LRNN, ShallowReLU
+from ..models import ShallowReLU
 from ..models.base import Model
 from .linear import BACKENDS, run_linear
+from ..theory.classify import theorem35_variant
 from .polynomial import run_newton, run_theorem35
 from .result import MPResult
 
@@ -25,23 +24,6 @@ def _check_int(name, value, minimum, maximum=None):
         hi = f" and <= {maximum}" if maximum is not None else ""
         raise ValueError(f"match_probability: {name} must be >= {minimum}{hi}, got {value}")
     return int(value)
-
-
-def _theorem35_variant(model, allocation):
-    """"rows" or "columns" if the allocation meets Theorem 3.5, else None."""
-    if not isinstance(model, LRNN) or allocation.params != ("W",):
-        return None
-    mask = allocation.mask("W")
-    r = allocation.r
-    Tb, Td = model.T * model.b, model.T * model.d
-    if r % model.d or r // model.d > model.max_generic_m():
-        return None
-    rows, cols = mask.sum(axis=1), mask.sum(axis=0)
-    if np.all((rows == 0) | (rows == Tb)):
-        return "rows"
-    if Td <= model.n and np.all((cols == 0) | (cols == Td)):
-        return "columns"
-    return None
 
 
 def match_probability(model, allocation, m=None, trials=1000, seed=0, method="auto",
@@ -119,13 +101,12 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
         raise NotImplementedError(
             "learning W1 of a ShallowReLU needs the activation-pattern search of Appendix D "
             "(methods 'relu-exact' / 'relu-search'), which is not implemented yet")
-    variant = _theorem35_variant(model, allocation)
-    square = m == allocation.r // model.d and allocation.r % model.d == 0
-    if method == "theorem35" and (variant is None or not square):
+    variant = theorem35_variant(model, allocation, m)
+    if method == "theorem35" and variant is None:
         raise ValueError("match_probability: method 'theorem35' needs an LRNN allocation in W "
                          "meeting Theorem 3.5 (every used row holds T b weights, or every used "
                          "column T d) with m = r/d")
-    if method == "theorem35" or (method == "auto" and variant is not None and square):
+    if method == "theorem35" or (method == "auto" and variant is not None):
         status, info = run_theorem35(model, allocation, m, trials, seed, variant, progress=progress)
     else:
         status, info = run_newton(model, allocation, m, trials, seed, starts=starts,

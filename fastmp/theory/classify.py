@@ -113,13 +113,29 @@ def _lrnn_polynomial_rules(model, allocation, m):
     if r - col_waste < d * m:
         return _minimal("Theorem 3.4", f"columns of W beyond Td = {Td} waste {col_waste} of r = {r} "
                                        f"weights; {r - col_waste} < dm = {d * m}")
-    if allocation.params == ("W",) and r == d * m:
-        rows = W.sum(axis=1)
-        cols = W.sum(axis=0)
-        if np.all((rows == 0) | (rows == Tb)):
-            return _maximal("Theorem 3.5", f"every used row of W holds exactly Tb = {Tb} weights")
-        if Td <= model.n and np.all((cols == 0) | (cols == Td)):
-            return _maximal("Theorem 3.5", f"every used column of W holds exactly Td = {Td} weights")
+    variant = theorem35_variant(model, allocation, m)
+    if variant == "rows":
+        return _maximal("Theorem 3.5", f"every used row of W holds exactly Tb = {Tb} weights")
+    if variant == "columns":
+        return _maximal("Theorem 3.5", f"every used column of W holds exactly Td = {Td} weights")
+    return None
+
+
+def theorem35_variant(model, allocation, m):
+    """"rows" if the allocation meets Theorem 3.5's first condition (r = dm weights of W,
+    every used row holding exactly Tb), "columns" for the second (every used column
+    exactly Td; needs Td <= n), else None. Assumes m <= Tb (independent inputs)."""
+    if not isinstance(model, LRNN) or allocation.params != ("W",):
+        return None
+    if allocation.r != model.d * m or m > model.max_generic_m():
+        return None
+    W = allocation.mask("W")
+    Tb, Td = model.T * model.b, model.T * model.d
+    rows, cols = W.sum(axis=1), W.sum(axis=0)
+    if np.all((rows == 0) | (rows == Tb)):
+        return "rows"
+    if Td <= model.n and np.all((cols == 0) | (cols == Td)):
+        return "columns"
     return None
 
 

@@ -1,0 +1,660 @@
+"""Exact match decision for allocations in ``W1`` of a shallow ReLU network (paper §5,
+Appendix D).
+
+For an allocation confined to ``W1`` let ``U`` be the ``k`` *used* rows (rows holding a
+learnable weight; their frozen entries stay fixed) and ``w`` the ``r`` learnable weights
+(row-major order of the mask). By Lemmas D.1/D.2 a trial matches iff there are an
+activation pattern ``P = (P_1 .. P_m)``, ``P_i in {0,1}^k``, and weights ``w`` with
+
+* (D.1) ``W2[:, U] diag(P_i) z_i(w) = rhs_i := y_i - W2[:, ~U] relu(W1[~U] x_i)``,
+* (D.2) ``z_ij(w) >= 0`` where ``P_ij = 1`` and ``z_ij(w) <= 0`` where ``P_ij = 0``,
+
+with ``z_ij(w) = (W1 x_i)_j = A[i, j] . w + b[i, j]`` affine in ``w``
+(:func:`relu_trial_system`). For fixed ``P`` this is a linear feasibility problem.
+
+Strict feasibility, boundaries and statuses
+-------------------------------------------
+A feasible point of (D.1)-(D.2) can sit *on* a sign boundary (``z_ij = 0``); LP solvers
+return such vertices all the time. We therefore never ask "is it feasible" but solve the
+**margin LP**: maximise ``t`` subject to (D.1) and ``(2 P_ij - 1) z_ij(w) >= t``,
+``t <= 1``. With ``S`` the size of the terms that make up ``z`` at the returned point
+(``max_ij |b_ij| + |A_ij| . |w|``), a pattern is
+
+* *strictly feasible* if the margin re-computed on the returned point exceeds
+  ``MARGIN_TOL * S`` (the LP's own ``t`` is only used to reject);
+* *infeasible* if the equalities are inconsistent (rank-revealing test, thresholds of
+  :class:`fastmp.Tolerances`) or the optimal ``t* < -MARGIN_TOL * S``;
+* *undecided* otherwise: ``|t*| <= MARGIN_TOL * S`` (solutions only on the boundary), a
+  rank or consistency test in its ambiguous band, or a point that fails verification.
+
+A trial is ``MATCH`` if some pattern is strictly feasible **and** its point verifies
+(:func:`verify_match`: the forward pass with the learnable entries set to ``w``
+reproduces the teacher's outputs to relative error ``RESIDUAL_TOL``, and the activation
+pattern of ``W1 X`` equals ``P`` at every entry with ``|z| > BOUNDARY_TOL * S``; entries
+inside that band are *boundary* entries). Otherwise it is ``AMBIGUOUS`` if some pattern
+was undecided -- in particular a trial whose only solutions sit on a sign boundary -- and
+``NO_MATCH`` if every pattern is infeasible. For generic data boundary-only solutions
+have probability zero, so ``AMBIGUOUS`` is rare and counted in the run's ``info``.
+
+Lemma pruning and when it is valid
+----------------------------------
+Lemmas D.3 and D.4 are probability-one statements: they need the right-hand sides to be
+generic. They are, conditionally on everything else, iff ``Hc = [relu(W1* X);
+relu(W1[~U] X)]`` has full column rank ``m`` (then ``vec(rhs) = (Hc^T (x) I) vec([W2*,
+-W2[:, ~U]])`` has a density on ``R^{dm}`` independent of the pattern's matrix, so every
+pattern whose matrix has rank ``< dm`` is inconsistent with probability one). ReLU makes
+this fail with *positive* probability at small ``n``: a sample on which every teacher
+unit and every unused student unit is inactive has ``rhs_i = 0`` exactly (probability
+``2^-(2n-k)``), and then ``P_i = 0`` solves its equations. So the lemma rules are only
+applied in trials with ``system.generic`` (checked per trial); in the others the search
+relies on its rank/LP tests alone. The rules used (rank bounds of the pattern's matrix
+``E``, ``rank E >= dm`` needed):
+
+* Lemma D.3: ``rank E <= sum_i min(d, |P_i|)``, so every sample needs ``>= d`` active
+  used rows;
+* Lemma D.4: ``rank E <= sum_j min(r_j, c_j)`` (``c_j`` = active samples of row ``j``),
+  so ``sum_j max(0, r_j - c_j) <= r - dm``. For ``r = dm`` this is the paper's "row
+  ``j`` needs ``r_j`` active samples"; for ``r > dm`` the paper's form is *not* valid
+  (a row may hold more than ``m`` weights);
+* Lemma B.4: ``r < dm`` gives no match.
+
+Search
+------
+:func:`brute_force_decide` enumerates all ``2^(km)`` patterns (square nonsingular
+systems are solved directly, everything else by the margin LP in ``(w, t)``).
+:func:`exact_decide` is a depth-first branch and bound over samples: after fixing
+``P_1 .. P_s`` it keeps the affine solution set of their equations as ``w0 + N u``
+(``N`` orthonormal, updated by one small SVD per node), tests consistency of the new
+sample's ``d`` equations, and tests strict feasibility of the sign constraints of samples
+``1 .. s`` -- first at the projected parent point, then by the margin LP in ``(u, t)``.
+Infeasible branches are pruned (constraints only grow down the tree); undecided ones
+mark the trial ambiguous and are not expanded. Candidate patterns of a sample are tried
+in order of Hamming distance to the sign pattern at the parent's point.
+
+LPs are solved by HiGHS through :func:`scipy.optimize.linprog` with feasibility
+tolerances ``LP_TOL``.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linprog
+
+from .._config import AMBIGUOUS, DEFAULT_TOLERANCES, MATCH, NO_MATCH
+from ..allocation import Allocation
+from ..models.shallow_relu import ShallowReLU
+
+#: relative margin (in units of the size ``S`` of the terms of ``z``) a pattern needs to
+#: count as strictly feasible; ``|t*| <= MARGIN_TOL * S`` is undecided
+MARGIN_TOL = 1e-9
+#: entries of ``W1 X`` with ``|z| <= BOUNDARY_TOL * S`` are "boundary" entries, where the
+#: activation pattern is not checked
+BOUNDARY_TOL = 1e-12
+#: relative error allowed between the student's forward pass and the teacher's outputs
+RESIDUAL_TOL = 1e-9
+#: HiGHS primal/dual feasibility tolerance of the margin LPs
+LP_TOL = 1e-10
+#: largest ``k m`` :func:`brute_force_decide` accepts
+BRUTE_FORCE_MAX_KM = 16
+#: a trial's right-hand sides count as generic (lemma pruning valid) if the smallest
+#: singular value of ``Hc`` is at least this fraction of the largest
+GENERIC_RANK_TOL = 1e-9
+
+_LP_OPTIONS = dict(primal_feasibility_tolerance=LP_TOL, dual_feasibility_tolerance=LP_TOL)
+
+# outcome of one node / pattern
+_INFEASIBLE, _FEASIBLE, _UNSURE = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------- system
+@dataclass
+class ReluTrialSystem:
+    """One trial's activation-pattern system (all arrays float64 unless noted).
+
+    ``z_ij(w) = A[i, j] @ w + b[i, j]`` is ``(W1 x_i)_{used[j]}``; the equations of
+    sample ``i`` under pattern ``P_i`` are ``V @ (P_i * z_i(w)) = rhs[i]``.
+    """
+
+    model: ShallowReLU
+    mask: np.ndarray          # (n, q) bool
+    m: int
+    seed: int
+    trial: int
+    used: np.ndarray          # (k,) int: used rows of W1
+    var: np.ndarray           # (r, 2) int: (row, col) of each learnable weight, row-major
+    var_row: np.ndarray       # (r,) int: index into ``used`` of each learnable weight
+    r_row: np.ndarray         # (k,) int: learnable weights per used row
+    A: np.ndarray             # (m, k, r)
+    b: np.ndarray             # (m, k): frozen part of z
+    V: np.ndarray             # (d, k): W2[:, used]
+    rhs: np.ndarray           # (m, d)
+    rhs_scale: np.ndarray     # (m,): size of the terms rhs[i] was computed from
+    ystar: np.ndarray         # (d, m): the teacher's outputs
+    teacher: dict = field(repr=False)
+    student: dict = field(repr=False)
+    X: np.ndarray = field(repr=False)
+    #: the right-hand sides have a density (Hc full column rank): lemma pruning valid
+    generic: bool = True
+    hc_rank_ratio: float = 1.0
+
+    @property
+    def k(self):
+        return int(self.used.size)
+
+    @property
+    def r(self):
+        return int(self.var.shape[0])
+
+    @property
+    def d(self):
+        return int(self.V.shape[0])
+
+    def z(self, w):
+        """``(m, k)`` values ``z_ij(w)`` and the sizes of their terms."""
+        w = np.asarray(w, dtype=np.float64)
+        Z = self.A @ w + self.b
+        S = np.abs(self.A) @ np.abs(w) + np.abs(self.b)
+        return Z, S
+
+    def equations(self, P):
+        """``(E, f)`` of the full pattern ``P`` ((m, k) bool): ``E w = f``, ``E`` is
+        ``dm x r`` (sample-major rows)."""
+        P = np.asarray(P, dtype=np.float64)
+        VP = self.V[None, :, :] * P[:, None, :]                  # (m, d, k)
+        E = np.einsum("idk,ikr->idr", VP, self.A).reshape(-1, self.r)
+        f = (self.rhs - np.einsum("idk,ik->id", VP, self.b)).ravel()
+        return E, f
+
+    def weights(self, w):
+        """The student's ``W1`` with the learnable entries set to ``w``."""
+        W1 = self.student["W1"].copy()
+        W1[self.var[:, 0], self.var[:, 1]] = w
+        return W1
+
+
+def _check_mask(model, mask):
+    if not isinstance(model, ShallowReLU):
+        raise TypeError(f"relu: model must be a ShallowReLU, got {type(model).__name__}")
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_ or mask.shape != model.param_shapes["W1"]:
+        raise ValueError(f"relu: mask must be a bool array of shape {model.param_shapes['W1']} "
+                         f"(W1), got {mask.dtype} {mask.shape}")
+    if not mask.any():
+        raise ValueError("relu: empty allocation")
+    return mask
+
+
+def relu_trial_system(model, mask, m, seed, trial):
+    """The activation-pattern system of trial ``trial`` (draws of
+    :meth:`~fastmp.models.base.Model.trial_draws`) for the ``W1`` mask ``mask``."""
+    mask = _check_mask(model, mask)
+    m = int(m)
+    teacher, student, X = model.trial_draws(seed, trial, m)
+    W1s, W2s = student["W1"], student["W2"]
+    rows = mask.any(axis=1)
+    used = np.flatnonzero(rows)
+    unused = np.flatnonzero(~rows)
+    vi, vj = np.nonzero(mask)
+    var = np.stack([vi, vj], axis=1).astype(np.int64)
+    pos = np.full(model.n, -1, dtype=np.int64)
+    pos[used] = np.arange(used.size)
+    var_row = pos[vi]
+    r_row = mask[used].sum(axis=1).astype(np.int64)
+    k, r = used.size, vi.size
+    frozen = np.where(mask, 0.0, W1s)[used]                       # (k, q)
+    b = (frozen @ X).T.copy()                                     # (m, k)
+    A = np.zeros((m, k, r))
+    A[:, var_row, np.arange(r)] = X[vj, :].T                      # A[i, row(l), l] = X[col(l), i]
+    V = W2s[:, used].copy()
+    ystar = model.forward(teacher, X)
+    Hu = np.maximum(W1s[unused] @ X, 0.0)
+    rhs = (ystar - W2s[:, unused] @ Hu).T.copy()                  # (m, d)
+    Ht = np.maximum(teacher["W1"] @ X, 0.0)
+    terms = (np.abs(teacher["W2"]) @ Ht + np.abs(W2s[:, unused]) @ Hu)   # (d, m)
+    rhs_scale = np.maximum(terms.max(axis=0), np.abs(rhs).max(axis=1))
+    Hc = np.vstack([Ht, Hu])
+    if Hc.shape[0] < m:
+        ratio = 0.0
+    else:
+        sv = np.linalg.svd(Hc, compute_uv=False)
+        ratio = float(sv[m - 1] / sv[0]) if sv[0] > 0 else 0.0
+    return ReluTrialSystem(model=model, mask=mask, m=m, seed=int(seed), trial=int(trial),
+                           used=used, var=var, var_row=var_row, r_row=r_row, A=A, b=b, V=V,
+                           rhs=rhs, rhs_scale=rhs_scale, ystar=ystar, teacher=teacher,
+                           student=student, X=X, generic=ratio >= GENERIC_RANK_TOL,
+                           hc_rank_ratio=ratio)
+
+
+# ----------------------------------------------------------------------------- checks
+def verify_match(system, pattern, w):
+    """Check a candidate on the weights themselves (forward pass of the model).
+
+    Returns a dict: ``ok`` (verified strict match), ``rel_err`` (max |Y - Y*| over the
+    size of the terms of ``Y``), ``consistent`` (pattern of ``W1 X`` equals ``pattern``
+    off the boundary band), ``boundary`` (number of entries with ``|z| <= BOUNDARY_TOL *
+    S``), ``margin`` (``min (2P-1) z / S``).
+    """
+    P = np.asarray(pattern, dtype=bool)
+    W1 = system.weights(w)
+    W2 = system.student["W2"]
+    X = system.X
+    Y = system.model.forward({"W1": W1, "W2": W2}, X)
+    H = np.maximum(W1 @ X, 0.0)
+    yscale = max(float((np.abs(W2) @ H).max()), float(np.abs(system.ystar).max()), 1e-300)
+    rel_err = float(np.abs(Y - system.ystar).max() / yscale)
+    Z = (W1[system.used] @ X).T                                   # (m, k)
+    S = max(float((np.abs(W1[system.used]) @ np.abs(X)).max()), 1e-300)
+    boundary = np.abs(Z) <= BOUNDARY_TOL * S
+    consistent = bool(np.all(((Z > 0) == P) | boundary))
+    margin = float(np.min(np.where(P, Z, -Z)) / S)
+    ok = rel_err <= RESIDUAL_TOL and consistent and margin > MARGIN_TOL
+    return {"ok": bool(ok), "rel_err": rel_err, "consistent": consistent,
+            "boundary": int(boundary.sum()), "margin": margin}
+
+
+def lemma_prunes(system, pattern):
+    """Name of the lemma that rules out the full pattern (``"D.3"``, ``"D.4"``, ``"B.4"``)
+    or ``None``. The rules are probability-one statements, valid only when
+    ``system.generic``; this function applies them regardless (tests use it to check
+    that they never remove a feasible pattern in generic trials)."""
+    P = np.asarray(pattern, dtype=bool)
+    d, m, r = system.d, system.m, system.r
+    if r < d * m:
+        return "B.4"
+    if np.any(P.sum(axis=1) < d):
+        return "D.3"
+    if np.maximum(system.r_row - P.sum(axis=0), 0).sum() > r - d * m:
+        return "D.4"
+    return None
+
+
+def _rank_split(sv, ref, tol):
+    """Numerical rank of singular values ``sv`` relative to ``ref``: ``(rank, rho_min,
+    ambiguous)``."""
+    if ref <= 0.0 or sv.size == 0:
+        return 0, 1.0, False
+    rho = sv / ref
+    rank = int(np.count_nonzero(rho >= tol.rank_hi))
+    ambiguous = bool(np.any((rho > tol.rank_lo) & (rho < tol.rank_hi)))
+    rho_min = float(rho[rank - 1]) if rank else 1.0
+    return rank, rho_min, ambiguous
+
+
+def _residual_class(res, tol):
+    if res <= tol.res_lo:
+        return _FEASIBLE
+    if res >= tol.res_hi:
+        return _INFEASIBLE
+    return _UNSURE
+
+
+def _margin(system, P, w, rows):
+    """``(margin, S)``: ``min (2P-1) z`` over the samples ``rows`` at ``w`` and the size of
+    the terms of those ``z``."""
+    A, b = system.A[rows], system.b[rows]
+    Z = A @ w + b
+    S = float((np.abs(A) @ np.abs(w) + np.abs(b)).max())
+    return float(np.min(np.where(P, Z, -Z))), max(S, 1e-300)
+
+
+def _classify_margin(margin, t_star, S):
+    if margin > MARGIN_TOL * S:
+        return _FEASIBLE
+    if t_star < -MARGIN_TOL * S:
+        return _INFEASIBLE
+    return _UNSURE
+
+
+def _margin_lp(G, h, n_free):
+    """``max t`` s.t. ``G u + h >= t`` (rows), ``t <= 1``; returns ``(t*, u*)`` or
+    ``(None, None)`` if HiGHS failed."""
+    c = np.zeros(n_free + 1)
+    c[-1] = -1.0
+    A_ub = np.hstack([-G, np.ones((G.shape[0], 1))])
+    bounds = [(None, None)] * n_free + [(None, 1.0)]
+    res = linprog(c, A_ub=A_ub, b_ub=h, bounds=bounds, method="highs", options=_LP_OPTIONS)
+    if res.status != 0:
+        return None, None
+    return float(res.x[-1]), res.x[:-1]
+
+
+# ----------------------------------------------------------------------------- decisions
+class Decision(tuple):
+    """Result of a decision: unpacks as ``(matched, pattern, w)`` (brute force) or
+    ``(matched, pattern, w, lps)`` (exact search); more in the attributes ``status``
+    (MATCH / NO_MATCH / AMBIGUOUS), ``lps``, ``patterns`` (patterns or search nodes
+    examined), ``undecided`` (patterns/nodes in an ambiguous band), ``boundary``
+    (boundary entries of the returned or best undecided point), ``margin``, ``verify``
+    (the :func:`verify_match` record of the returned point), ``feasible`` (with
+    ``find_all``: every strictly feasible pattern as a tuple of 0/1 tuples) and
+    ``pruned`` (patterns/branches removed by each lemma)."""
+
+    def __new__(cls, items, **attrs):
+        obj = super().__new__(cls, items)
+        obj.__dict__.update(attrs)
+        return obj
+
+
+def _key(P):
+    return tuple(tuple(int(v) for v in row) for row in np.asarray(P, dtype=bool))
+
+
+def _pattern_from_bits(bits, m, k):
+    return np.array(bits, dtype=bool).reshape(m, k)
+
+
+def _brute_pattern(system, P, tol):
+    """Decide one full pattern the naive way. Returns ``(outcome, w, margin, lp_used)``."""
+    E, f = system.equations(P)
+    M, r = E.shape
+    all_rows = np.arange(system.m)
+    if M == r:
+        sv = np.linalg.svd(E, compute_uv=False)
+        if sv[0] > 0 and sv[-1] / sv[0] >= tol.rank_hi:
+            w = np.linalg.solve(E, f)
+            margin, S = _margin(system, P, w, all_rows)
+            return _classify_margin(margin, margin, S), w, margin / S, False
+    # general case: margin LP in (w, t) with the equalities
+    n = r + 1
+    c = np.zeros(n)
+    c[-1] = -1.0
+    Pf = np.where(P, 1.0, -1.0)                                   # (m, k)
+    G = (Pf[:, :, None] * system.A).reshape(-1, r)
+    h = (Pf * system.b).ravel()
+    A_ub = np.hstack([-G, np.ones((G.shape[0], 1))])
+    A_eq = np.hstack([E, np.zeros((M, 1))])
+    bounds = [(None, None)] * r + [(None, 1.0)]
+    res = linprog(c, A_ub=A_ub, b_ub=h, A_eq=A_eq, b_eq=f, bounds=bounds, method="highs",
+                  options=_LP_OPTIONS)
+    if res.status == 2:
+        return _INFEASIBLE, None, None, True
+    if res.status != 0:
+        return _UNSURE, None, None, True
+    w, t_star = res.x[:-1], float(res.x[-1])
+    # put the point back on the equalities (HiGHS satisfies them to its tolerance only)
+    w = w + np.linalg.lstsq(E, f - E @ w, rcond=None)[0]
+    fscale = max(float(np.abs(f).max()), float(system.rhs_scale.max()),
+                 float((np.abs(E) @ np.abs(w)).max()), 1e-300)
+    eq_res = float(np.abs(E @ w - f).max() / fscale)
+    margin, S = _margin(system, P, w, all_rows)
+    if t_star < -MARGIN_TOL * S:
+        return _INFEASIBLE, None, margin / S, True
+    if eq_res > RESIDUAL_TOL:
+        return _UNSURE, w, margin / S, True
+    return _classify_margin(margin, t_star, S), w, margin / S, True
+
+
+def brute_force_decide(system, find_all=False, tolerances=None):
+    """Decide a trial by enumerating all ``2^(k m)`` activation patterns (``k m <= 16``).
+
+    Returns a :class:`Decision` unpacking as ``(matched, pattern, w)``. With
+    ``find_all`` every pattern is examined and ``.feasible`` lists the strictly feasible
+    (verified) ones; otherwise the search stops at the first verified match.
+    """
+    tol = DEFAULT_TOLERANCES if tolerances is None else tolerances
+    k, m = system.k, system.m
+    assert k * m <= BRUTE_FORCE_MAX_KM, f"brute force is for k*m <= {BRUTE_FORCE_MAX_KM}"
+    lps = undecided = examined = 0
+    found = None
+    feasible = []
+    best_unsure = None
+    for bits in itertools.product((0, 1), repeat=k * m):
+        P = _pattern_from_bits(bits, m, k)
+        examined += 1
+        outcome, w, margin, lp = _brute_pattern(system, P, tol)
+        lps += lp
+        if outcome == _FEASIBLE:
+            ver = verify_match(system, P, w)
+            if not ver["ok"]:
+                outcome = _UNSURE
+            else:
+                feasible.append(_key(P))
+                if found is None:
+                    found = (P, w, ver)
+                if not find_all:
+                    break
+        if outcome == _UNSURE:
+            undecided += 1
+            if best_unsure is None and w is not None:
+                best_unsure = (P, w)
+    return _finish((), found, undecided, best_unsure, system, lps=lps, patterns=examined,
+                   feasible=feasible, pruned={})
+
+
+def _finish(extra, found, undecided, best_unsure, system, **attrs):
+    if found is not None:
+        P, w, ver = found
+        return Decision((True, P, w) + extra, status=MATCH, undecided=undecided,
+                        boundary=ver["boundary"], margin=ver["margin"], verify=ver, **attrs)
+    status = AMBIGUOUS if undecided else NO_MATCH
+    boundary, margin, ver = 0, None, None
+    if best_unsure is not None:
+        ver = verify_match(system, *best_unsure)
+        boundary, margin = ver["boundary"], ver["margin"]
+    return Decision((False, None, None) + extra, status=status, undecided=undecided,
+                    boundary=boundary, margin=margin, verify=ver, **attrs)
+
+
+class _Search:
+    """Depth-first branch and bound over samples (see the module docstring)."""
+
+    def __init__(self, system, find_all, lemmas, tol):
+        self.s = system
+        self.find_all = find_all
+        self.tol = tol
+        k, d = system.k, system.d
+        self.lemmas = bool(lemmas and system.generic)
+        cand = np.array(list(itertools.product((0, 1), repeat=k)), dtype=bool)
+        self.pruned = {"D.3": 0, "D.4": 0, "B.4": 0}
+        self.n_d3 = 0
+        if self.lemmas:
+            keep = cand.sum(axis=1) >= d
+            self.n_d3 = int(np.count_nonzero(~keep))
+            cand = cand[keep]
+        self.cand = cand
+        self.order = np.arange(system.m)
+        self.lps = 0
+        self.nodes = 0
+        self.undecided = 0
+        self.best_unsure = None
+        self.found = None
+        self.feasible = []
+
+    def run(self):
+        s = self.s
+        if self.lemmas and s.r < s.d * s.m:
+            self.pruned["B.4"] += 1
+            return
+        w0 = np.zeros(s.r)
+        N = np.eye(s.r)
+        self._expand(0, np.zeros((s.m, s.k), dtype=bool), w0, N)
+
+    def _d4_ok(self, P, depth):
+        s = self.s
+        if not self.lemmas:
+            return True
+        counts = P[self.order[:depth]].sum(axis=0)
+        rem = s.m - depth
+        return np.maximum(s.r_row - counts - rem, 0).sum() <= s.r - s.d * s.m
+
+    def _expand(self, depth, P, w_base, N):
+        """Try every candidate pattern of sample ``order[depth]`` below the node
+        (``P`` rows of earlier samples fixed; solution set ``w_base + N u``). Returns
+        True to stop the search."""
+        s, tol = self.s, self.tol
+        i = self.order[depth]
+        fixed = self.order[:depth + 1]
+        self.pruned["D.3"] += self.n_d3
+        # candidates nearest to the sign pattern at the parent's point first
+        z_i = s.A[i] @ w_base + s.b[i]
+        dist = np.count_nonzero(self.cand != (z_i > 0), axis=1)
+        for c in np.argsort(dist, kind="stable"):
+            Pi = self.cand[c]
+            P[i] = Pi
+            if not self._d4_ok(P, depth + 1):
+                self.pruned["D.4"] += 1
+                continue
+            self.nodes += 1
+            outcome, w_new, N_new = self._node(i, Pi, P, fixed, w_base, N)
+            if outcome == _INFEASIBLE:
+                continue
+            if outcome == _UNSURE:
+                if N_new is not None and depth + 1 < s.m:
+                    # margin in the band (e.g. solutions on a boundary): deeper samples
+                    # can still make every leaf below decisively infeasible
+                    if self._expand(depth + 1, P, w_new, N_new):
+                        return True
+                    continue
+                self.undecided += 1
+                if self.best_unsure is None and w_new is not None:
+                    self.best_unsure = (P.copy(), w_new)
+                continue
+            if depth + 1 == s.m:
+                ver = verify_match(s, P, w_new)
+                if not ver["ok"]:
+                    self.undecided += 1
+                    if self.best_unsure is None:
+                        self.best_unsure = (P.copy(), w_new)
+                    continue
+                self.feasible.append(_key(P))
+                if self.found is None:
+                    self.found = (P.copy(), w_new, ver)
+                if not self.find_all:
+                    return True
+            elif self._expand(depth + 1, P, w_new, N_new):
+                return True
+        P[i] = False
+        return False
+
+    def _node(self, i, Pi, P, fixed, w_base, N):
+        """Add sample ``i``'s equations under ``Pi`` to the affine set ``w_base + N u``
+        and test strict feasibility of the sign constraints of the samples ``fixed``.
+        Returns ``(outcome, point, N_new)``."""
+        s, tol = self.s, self.tol
+        VP = s.V * Pi                                              # (d, k)
+        G = VP @ s.A[i]                                            # (d, r)
+        n_free = N.shape[1]
+        g = s.rhs[i] - VP @ (s.A[i] @ w_base + s.b[i])
+        fscale = max(float(s.rhs_scale[i]),
+                     float((np.abs(VP) @ (np.abs(s.A[i]) @ np.abs(w_base) + np.abs(s.b[i]))).max()),
+                     1e-300)
+        ref = float(np.linalg.norm(G, 2)) if G.any() else 0.0
+        if n_free:
+            Mx = G @ N
+            U, sv, Vt = np.linalg.svd(Mx, full_matrices=True)
+        else:
+            U, sv, Vt = np.eye(s.d), np.zeros(0), np.zeros((0, 0))
+        rank, rho_min, amb = _rank_split(sv, ref, tol)
+        if amb:
+            return _UNSURE, None, None
+        tail = U[:, rank:].T @ g
+        res = rho_min * float(np.linalg.norm(tail)) / fscale
+        cls = _residual_class(res, tol)
+        if cls != _FEASIBLE:
+            return cls, None, None
+        u_p = Vt[:rank].T @ ((U[:, :rank].T @ g) / sv[:rank])
+        w_new = w_base + N @ u_p if n_free else w_base.copy()
+        N_new = N @ Vt[rank:].T if n_free else N
+        Pf = P[fixed]
+        margin, S = _margin(s, Pf, w_new, fixed)
+        if margin > MARGIN_TOL * S:
+            return _FEASIBLE, w_new, N_new
+        if N_new.shape[1] == 0:
+            return _classify_margin(margin, margin, S), w_new, N_new
+        sign = np.where(Pf, 1.0, -1.0)                             # (s, k)
+        Af = (sign[:, :, None] * s.A[fixed]).reshape(-1, s.r)
+        h = (sign * (s.A[fixed] @ w_new + s.b[fixed])).ravel()
+        self.lps += 1
+        t_star, u = _margin_lp(Af @ N_new, h, N_new.shape[1])
+        if t_star is None:
+            return _UNSURE, w_new, N_new
+        w_lp = w_new + N_new @ u
+        margin, S = _margin(s, Pf, w_lp, fixed)
+        return _classify_margin(margin, t_star, S), w_lp, N_new
+
+
+def exact_decide(system, find_all=False, lemmas=True, tolerances=None):
+    """Decide a trial exactly by branch and bound over samples with Lemma D.3/D.4
+    pruning (in generic trials, see the module docstring).
+
+    Returns a :class:`Decision` unpacking as ``(matched, pattern, w, lps)``; with
+    ``find_all`` the whole tree is searched and ``.feasible`` lists every strictly
+    feasible (verified) pattern.
+    """
+    tol = DEFAULT_TOLERANCES if tolerances is None else tolerances
+    search = _Search(system, find_all, lemmas, tol)
+    search.run()
+    return _finish((search.lps,), search.found, search.undecided, search.best_unsure, system,
+                   lps=search.lps, patterns=search.nodes, feasible=search.feasible,
+                   pruned=search.pruned, lemmas=search.lemmas)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_relu_exact(model, allocation, m, trials, seed, max_patterns=2**20, progress=None,
+                   tolerances=None):
+    """Per-trial statuses of the exact activation-pattern decision for an allocation
+    confined to ``W1`` of a :class:`~fastmp.ShallowReLU` (trial ``t`` uses the draws of
+    ``model.trial_draws(seed, t, m)``).
+
+    Raises ``ValueError`` for allocations not confined to ``W1`` and when the search space
+    ``2^(k m)`` exceeds ``max_patterns``. Returns ``(status, info)``; ``info`` has the
+    method name ``"relu-exact"``, search nodes and LPs (totals and per trial), the number
+    of undecided patterns, trials decided on a sign boundary, trials with non-generic
+    right-hand sides (no lemma pruning) and the time per trial.
+    """
+    if not isinstance(model, ShallowReLU):
+        raise TypeError(f"run_relu_exact: model must be a ShallowReLU, got {type(model).__name__}")
+    if not isinstance(allocation, Allocation):
+        raise TypeError("run_relu_exact: allocation must be a fastmp.Allocation")
+    if allocation.model != model:
+        raise ValueError(f"run_relu_exact: allocation is for {allocation.model!r}, not {model!r}")
+    if allocation.params != ("W1",):
+        raise ValueError("run_relu_exact: the exact activation-pattern decision needs an "
+                         f"allocation confined to W1; this one uses {', '.join(allocation.params)}"
+                         + (" (an allocation in W2 alone is linear: use method 'linear')"
+                            if allocation.params == ("W2",) else ""))
+    m, trials, seed = int(m), int(trials), int(seed)
+    if m < 1 or trials < 1:
+        raise ValueError("run_relu_exact: m and trials must be >= 1")
+    mask = allocation.mask("W1")
+    k = int(np.count_nonzero(mask.any(axis=1)))
+    if k * m > 62 or 2 ** (k * m) > max_patterns:
+        raise ValueError(
+            f"run_relu_exact: k*m = {k}*{m} = {k * m} gives 2^{k * m} activation patterns, "
+            f"more than max_patterns = {max_patterns}; the exact search is for small k*m "
+            "(use fewer samples or used rows, or raise max_patterns)")
+    status = np.empty(trials, dtype=np.int8)
+    nodes = np.zeros(trials, dtype=np.int64)
+    lps = np.zeros(trials, dtype=np.int64)
+    undecided = boundary_trials = non_generic = 0
+    t0 = time.perf_counter()
+    for t in range(trials):
+        system = relu_trial_system(model, mask, m, seed, t)
+        dec = exact_decide(system, tolerances=tolerances)
+        status[t] = dec.status
+        nodes[t], lps[t] = dec.patterns, dec.lps
+        undecided += dec.undecided
+        non_generic += not system.generic
+        if dec.status == AMBIGUOUS and dec.boundary:
+            boundary_trials += 1
+        if progress is not None:
+            progress(1)
+    seconds = time.perf_counter() - t0
+    info = {
+        "method": "relu-exact",
+        "k": k,
+        "search_space": 2 ** (k * m),
+        "patterns_explored": int(nodes.sum()),
+        "lps": int(lps.sum()),
+        "patterns_per_trial": nodes.tolist(),
+        "lps_per_trial": lps.tolist(),
+        "undecided_patterns": int(undecided),
+        "boundary_trials": int(boundary_trials),
+        "ambiguous": int(np.count_nonzero(status == AMBIGUOUS)),
+        "non_generic_trials": int(non_generic),
+        "seconds_per_trial": seconds / trials,
+    }
+    return status, info
