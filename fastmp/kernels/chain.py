@@ -321,14 +321,8 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         if np.max(np.abs(w)) > 1e8:
             res = np.inf
             break
-    # final residual on consistent nodes
-    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
-    output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
-    Y -= Ystar
-    res = np.max(np.abs(Y)) / yscale
-    if not np.isfinite(res):
-        res = np.inf
-    return w, res, it, step
+    return w, _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                            Ystar, Y, yscale), it, step
 
 
 class ChainProgram:
@@ -549,13 +543,8 @@ def newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, va
                     N[k, i, j] += dz[off[k] + i * cols + j]
         if np.max(np.abs(w)) > 1e100:
             break
-    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
-    output(P, pshape, C, cshape, terms, ns, N, d, m, Y)
-    Y -= Ystar
-    res = np.max(np.abs(Y)) / yscale
-    if not np.isfinite(res):
-        res = np.inf
-    return w, res, it, step
+    return w, _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                            Ystar, Y, yscale), it, step
 
 
 @jit
@@ -606,6 +595,15 @@ def homotopy(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, 
         return w, np.inf, taken, np.inf
     return newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
                               Ystar, w, N, 20, 1e-14)
+
+
+@jit
+def _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y,
+                  yscale):
+    """Relative max-norm of the original residual ``Y(w) - Y*`` on consistent nodes."""
+    _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y)
+    res = np.max(np.abs(Y)) / yscale
+    return res if np.isfinite(res) else np.inf
 
 
 @jit
