@@ -128,3 +128,36 @@ def test_classify_errors():
         fastmp.classify(net, {"W": np.ones((2, 2), bool)})
     with pytest.raises(ValueError, match="m must be >= 1"):
         fastmp.classify(net, alloc, m=0)
+
+
+def test_jacobian_rank_agrees_with_theorems_3_4_and_3_5():
+    from fastmp.theory.generic import generic_jacobian_rank
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    for seed in range(5):
+        a = theorem35(net, m=4, rng=seed)
+        assert generic_jacobian_rank(net, a) == 16          # dominant: needed for MP = 1
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        mask = np.zeros((8, 8), bool)
+        mask[rng.integers(8), rng.choice(8, size=6, replace=False)] = True  # row > Tb
+        free = np.flatnonzero(~mask.ravel())
+        mask.ravel()[rng.choice(free, size=10, replace=False)] = True
+        a = fastmp.Allocation(net, {"W": mask})
+        assert fastmp.classify(net, a).rule == "Theorem 3.4"
+        assert generic_jacobian_rank(net, a) < 16            # the same verdict, independently
+
+
+def test_jacobian_rank_decides_concentrated_ffn_allocation_minimal():
+    """Three layers of a 4-8-8-6 network, 8 weights each, confined to 2 rows/columns per
+    layer: within Theorem 4.1's per-layer budgets, but the outputs span 20 < 24
+    dimensions -- minimal; the certified search indeed finds no root."""
+    ffn = fastmp.LinearFFN((4, 8, 8, 6))
+    masks = {"W1": np.zeros((8, 4), bool), "W2": np.zeros((8, 8), bool), "W3": np.zeros((6, 8), bool)}
+    masks["W1"][:4, :2] = True
+    masks["W2"][:2, :4] = True
+    masks["W3"][:2, :4] = True
+    a = fastmp.Allocation(ffn, masks)
+    c = fastmp.classify(ffn, a)
+    assert (c.kind, c.rule) == ("minimal", "Jacobian rank (exact)") and "20 < dm = 24" in c.reason
+    assert fastmp.classify(ffn, a, exact=False).kind == "undetermined"
+    assert fastmp.match_probability(ffn, a, trials=5, starts=16).mp == 0.0

@@ -24,7 +24,12 @@ computation of :mod:`fastmp.theory.generic` decides). Rules, in order:
 * the same waste argument for several layers of a LinearFFN (lifting 4.1-4.3: a row of
   any layer meets ``m`` equations, a column ``d``);
 * **Lemma D.3 / D.4** (ShallowReLU, allocations in ``W1``): fewer than ``d`` used rows,
-  or a row with more than ``m`` learnable weights => minimal.
+  or a row with more than ``m`` learnable weights => minimal;
+* **Jacobian rank** (``exact=True``, polynomial allocations no theorem decides): the
+  image of ``w -> Y(w)`` has the dimension of the generic rank of its Jacobian; below
+  ``d m`` it is a null set => minimal (Lemma B.4 and Theorem 3.4 are special cases). At
+  full rank the map is dominant, so MP > 0, but whether every draw has a *real* root is
+  left undetermined.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ import numpy as np
 from ..allocation import Allocation
 from ..models import LRNN, LinearEstimator, LinearFFN, ShallowReLU
 from .counting import worst_violation
-from .generic import generic_decision
+from .generic import PRIME, generic_decision, generic_jacobian_rank
 
 KINDS = ("maximal", "minimal", "undetermined")
 
@@ -213,6 +218,16 @@ def classify(model, allocation, m=None, exact=True):
         verdict = _ffn_polynomial_rules(model, allocation, m)
     elif isinstance(model, ShallowReLU):
         verdict = _relu_rules(model, allocation, m)
+
+    if verdict is None and exact and name is None and m <= model.max_generic_m() \
+            and model.chain_sides:
+        rank = generic_jacobian_rank(model, allocation, m)
+        if rank < d * m:
+            return _minimal("Jacobian rank (exact)",
+                            f"the student's outputs form a set of dimension {rank} < dm = "
+                            f"{d * m} (generic rank of the Jacobian over GF({PRIME})): the "
+                            "teacher's generic outputs are reached with probability 0")
+        why += f"; the student's map is dominant (Jacobian rank dm = {d * m}), so MP > 0"
 
     if algebraic_linear:
         exact_needed = verdict is None or verdict.kind == "maximal"

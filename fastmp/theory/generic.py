@@ -164,3 +164,69 @@ def generic_decision(model, allocation, m=None, evaluations=3, seed=0):
         ra = rank_mod_p(np.column_stack([C, rhs]))
         best_c, best_a = max(best_c, rc), max(best_a, ra)
     return GenericDecision(best_c == best_a, False, best_c, best_a, M, int(mask.sum()), evaluations)
+
+
+def chain_jacobian_mod_p(prog, params, consts, var, p=PRIME):
+    """Jacobian (``d m x r``) of a chain program's output with respect to the variables
+    ``var``, evaluated in GF(p) at integer ``params`` / ``consts`` (same structure as
+    :func:`fastmp.estimators.certify.chain_ball`)."""
+    mm = _mulmod(p)
+    d, m = prog.d, prog.m
+    src = params[prog.src_idx] if prog.src_kind == 0 else consts[prog.src_idx]
+    N = [np.asarray(src, dtype=np.int64) % p]
+    for a in prog.steps:
+        N.append(mm(params[a], N[-1]))
+    var = np.asarray(var)
+    J = np.zeros((d * m, len(var)), dtype=np.int64)
+
+    def add(sel, G, H):
+        vi, vj = var[sel, 1], var[sel, 2]
+        block = (G[:, vi][:, None, :] * H[vj].T[None, :, :]) % p     # d x m x v
+        J[:, sel] = (J[:, sel] + block.reshape(d * m, -1)) % p
+
+    for l, it, rc, lc in prog.terms:
+        LC = consts[lc] % p if lc >= 0 else None
+        if l >= 0:
+            L = mm(LC, params[l]) if LC is not None else params[l] % p
+        else:
+            L = LC if LC is not None else np.eye(N[it].shape[0], dtype=np.int64)
+        R = consts[rc] % p if rc >= 0 else np.eye(m, dtype=np.int64)
+        G = {it: L}
+        for s in range(it, 0, -1):
+            G[s - 1] = mm(G[s], params[prog.steps[s - 1]])
+        for s in range(1, it + 1):
+            sel = np.flatnonzero(var[:, 0] == prog.steps[s - 1])
+            if sel.size:
+                add(sel, G[s], mm(N[s - 1], R))
+        if prog.src_kind == 0:
+            sel = np.flatnonzero(var[:, 0] == prog.src_idx)
+            if sel.size:
+                add(sel, G[0], R)
+        if l >= 0:
+            sel = np.flatnonzero(var[:, 0] == l)
+            if sel.size:
+                add(sel, LC if LC is not None else np.eye(d, dtype=np.int64), mm(N[it], R))
+    return J
+
+
+def generic_jacobian_rank(model, allocation, m=None, evaluations=3, seed=0):
+    """Generic rank of the Jacobian of ``w -> Y(w)`` (all frozen draws, inputs and the
+    learnable weights at random points of GF(p); maximum over ``evaluations`` points).
+
+    The image of the student's map has dimension equal to this rank; if it is below
+    ``d m``, the image is a null set and the teacher's generic outputs are reached with
+    probability 0 (minimal). A deficient rank is wrong only if every point was a bad
+    draw (Schwartz-Zippel, probability ~ (deg/p)^evaluations)."""
+    m = allocation.default_m() if m is None else int(m)
+    prog = model.chain_program(m)
+    var = model.variables(allocation)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7AC0B]))
+    best = 0
+    for _ in range(evaluations):
+        _, student, X = random_point(model, m, rng)
+        params = [student[n] for n in model.param_names]
+        J = chain_jacobian_mod_p(prog, params, [c % PRIME for c in model.chain_constants(X)], var)
+        best = max(best, rank_mod_p(J))
+        if best == model.d * m:
+            break
+    return best
