@@ -85,3 +85,16 @@ def test_b11_allocations():
     assert set(allocs) == {"diagonal", "off_diagonal", "row1", "row2", "col1", "col2"}
     assert allocs["diagonal"].mask("W").tolist() == [[True, False], [False, True]]
     assert all(a.r == 2 for a in allocs.values())
+
+
+def test_readme_quick_start_runs():
+    """The Python example at the top of the README, verbatim in spirit."""
+    net = fastmp.LinearFFN((4, 16, 16, 6))
+    alloc = fastmp.generators.budget_allocation(net, "W2", m=4, rng=0)
+    res = fastmp.match_probability(net, alloc, trials=1000, seed=0)
+    assert 0.0 <= res.ci_low <= res.mp <= res.ci_high <= 1.0
+    assert fastmp.classify(net, alloc).kind in ("maximal", "minimal")
+    mask = np.zeros((8, 8), bool)
+    mask[:4, :4] = True
+    lr = fastmp.Allocation(fastmp.LRNN(n=8, T=4, b=1, d=4), {"W": mask})
+    assert fastmp.classify(lr.model, lr).rule == "Theorem 3.5"
