@@ -541,7 +541,7 @@ def cmd_estimate(args, stdout, stderr):
         ("matches", res.matches),
         ("undecided", res.ambiguous),
         ("MP", f"{res.mp:.4f}"),
-        ("95% CI", f"[{res.ci_low:.4f}, {res.ci_high:.4f}]"),
+        ("95% CI", f"[{res.ci_low:.6f}, {res.ci_high:.6f}]"),
         ("method", res.method),
         ("backend", res.backend),
     ] + ([("budget", f"{res.budget.get('max_starts', '-')} starts max, "
