@@ -662,10 +662,11 @@ def build_parser():
                      help="Monte Carlo trials (default 1000)")
     est.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
                      help="seed of the trials (default 0)")
-    est.add_argument("--method", choices=("auto", "linear", "newton", "theorem35"),
+    est.add_argument("--method", choices=("auto", "linear", "newton", "theorem35", "relu-exact"),
                      default="auto",
                      help="linear (exact rank decision), newton (certified root search for "
-                          "polynomial allocations), theorem35 (constructive solver); auto "
+                          "polynomial allocations), theorem35 (constructive solver), "
+                          "relu-exact (activation patterns, W1 of a ShallowReLU); auto "
                           "picks the first that applies")
     est.add_argument("--starts", type=_positive, default=64, metavar="S",
                      help="newton: at most S random starts per trial (default 64)")

@@ -300,8 +300,9 @@ ERROR_CASES = {
                             "--trials", "many"], "--trials"),
     "r not divisible by d": (["estimate", "estimator:q=3,d=2", "--mask", "W=111,110"],
                              "--m"),
-    "relu W1 allocation": (["estimate", "relu:q=2,n=3,d=1",
-                            "--mask", "W1=11,11,11", "--m", "6"], "not implemented"),
+    "relu W1 allocation too large": (["estimate", "relu:q=2,n=6,d=1",
+                                      "--mask", "W1=11,11,11,11,11,11", "--m", "12"],
+                                     "not implemented"),
     "theorem35 on other allocation": (["estimate", "lrnn:n=4,T=2,b=1,d=1", "--mask",
                                        "W=1000,0100,0000,0000", "--method", "theorem35"],
                                       "Theorem 3.5"),
@@ -345,9 +346,9 @@ def test_bad_dims_message_names_the_condition(capsys):
 
 
 def test_relu_message_from_library(capsys):
-    line = assert_error(capsys, "estimate", "relu:q=2,n=3,d=1",
-                        "--mask", "W1=11,11,11", "--m", "6", "--trials", "10")
-    assert "activation-pattern search" in line
+    line = assert_error(capsys, "estimate", "relu:q=2,n=6,d=1",
+                        "--mask", "W1=11,11,11,11,11,11", "--m", "12", "--trials", "10")
+    assert "pattern search" in line and "relu-search" in line
 
 
 def test_bad_json_mask_file(capsys, tmp_path):

@@ -196,10 +196,13 @@ def test_estimator_input_errors():
         fastmp.match_probability(net, odd)
 
 
-def test_relu_first_layer_not_implemented_yet_names_the_method():
-    relu = fastmp.ShallowReLU(q=2, n=3, d=1)
-    with pytest.raises(NotImplementedError, match="pattern"):
-        fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((3, 2), bool)}), m=6)
+def test_relu_first_layer_beyond_exact_search_names_the_missing_method():
+    relu = fastmp.ShallowReLU(q=2, n=6, d=1)
+    with pytest.raises(NotImplementedError, match="relu-search"):
+        fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((6, 2), bool)}), m=12)
+    res = fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.eye(6, 2, dtype=bool)}),
+                                   m=2, trials=20)
+    assert res.method == "relu-exact" and 0.0 <= res.mp <= 1.0
 
 
 @pytest.mark.parametrize("model,name,m", BACKEND_CASES + [(fastmp.LinearFFN((3, 5, 4)), "W1", 3)],

@@ -70,18 +70,23 @@ def test_lemma_b4_fewer_weights_than_equations():
     assert (c.kind, c.rule) == ("minimal", "Lemma B.4")
 
 
-def test_lemma_d3_d4_relu():
+def test_lemma_d3_d4_relu_bound_but_never_claim_minimal():
+    """Appendix D's lemmas hold only when the relu features have full rank, which fails
+    with positive probability: classify names the lemma but answers undetermined."""
     net = fastmp.ShallowReLU(q=6, n=8, d=4)
     few_rows = np.zeros((8, 6), bool)
     few_rows[:3] = True                          # k = 3 < d = 4 rows
-    assert fastmp.classify(net, fastmp.Allocation(net, {"W1": few_rows[:, :]}), m=4).rule == "Lemma D.3"
+    c = fastmp.classify(net, fastmp.Allocation(net, {"W1": few_rows}), m=4)
+    assert (c.kind, c.rule) == ("undetermined", "Lemma D.3") and "positive" in c.reason
     heavy = np.zeros((8, 6), bool)
-    heavy[:4, :] = True                          # rows of 6 > m = 4
-    c = fastmp.classify(net, fastmp.Allocation(net, {"W1": heavy}), m=4)
-    assert (c.kind, c.rule) == ("minimal", "Lemma D.4")
+    heavy[:3, :] = True                          # three rows of 6 > m = 5 ...
+    heavy[3, :2] = True                          # ... r = 20 = dm
+    c = fastmp.classify(net, fastmp.Allocation(net, {"W1": heavy}), m=5)
+    assert (c.kind, c.rule) == ("undetermined", "Lemma D.4")
     spread = np.zeros((8, 6), bool)
     spread[:6, :4] = True                         # r = 24 = dm, 6 rows of 4
-    assert fastmp.classify(net, fastmp.Allocation(net, {"W1": spread}), m=6).kind == "undetermined"
+    c = fastmp.classify(net, fastmp.Allocation(net, {"W1": spread}), m=6)
+    assert c.kind == "undetermined" and c.rule == ""
 
 
 def test_theorem_4_1_as_stated_is_not_sufficient_but_count_condition_is_exact():

@@ -12,9 +12,10 @@ from ..models.base import Model
 from .linear import BACKENDS, run_linear
 from ..theory.classify import theorem35_variant
 from .polynomial import run_newton, run_theorem35
+from .relu import run_relu_exact
 from .result import MPResult
 
-METHODS = ("auto", "linear", "newton", "theorem35")
+METHODS = ("auto", "linear", "newton", "theorem35", "relu-exact")
 
 
 def _check_int(name, value, minimum, maximum=None):
@@ -47,7 +48,10 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
         LinearFFN, the linear estimator). ``"newton"``: certified real-root search for
         polynomial allocations (Lemma 3.3 lifting, Krawczyk certification).
         ``"theorem35"``: the constructive solver of Theorem 3.5's proof, certified.
-        ``"auto"`` picks linear, then theorem35 where it applies, then newton.
+        ``"relu-exact"``: exact activation-pattern search for allocations in ``W1`` of a
+        ShallowReLU (branch and bound with LPs; ``2^(k m)`` patterns, used by ``"auto"``
+        up to ``k m = 20``). ``"auto"`` picks linear, then theorem35 where it applies,
+        then newton (or relu-exact).
     backend : {"numba", "cython"}
         Factorisation kernel for the linear decision: pivoted QR in Numba, or LAPACK's
         ``dgeqp3`` through the Cython extension. Both give the same decisions.
@@ -98,9 +102,27 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
         return MPResult.from_status(status, method="linear", backend=backend, refined=refined,
                                     budget={}, seconds=time.perf_counter() - t0, **common)
     if isinstance(model, ShallowReLU):
-        raise NotImplementedError(
-            "learning W1 of a ShallowReLU needs the activation-pattern search of Appendix D "
-            "(methods 'relu-exact' / 'relu-search'), which is not implemented yet")
+        if allocation.params != ("W1",):
+            raise NotImplementedError(
+                "allocations over both W1 and W2 of a ShallowReLU are not supported yet "
+                "(the activation-pattern search handles W1 alone, 'linear' W2 alone)")
+        k = int(allocation.mask("W1").any(axis=1).sum())
+        if method not in ("auto", "relu-exact"):
+            raise ValueError(f"match_probability: method {method!r} does not apply to W1 of a "
+                             "ShallowReLU; use 'relu-exact'")
+        if k * m > 20 and method == "auto":
+            raise NotImplementedError(
+                f"k*m = {k * m} is beyond the exact activation-pattern search (2^(k m) "
+                "patterns); the fast pattern search ('relu-search', issue 4) is not "
+                "implemented yet -- pass method='relu-exact' to try the exact one anyway")
+        status, info = run_relu_exact(model, allocation, m, trials, seed,
+                                      max_patterns=2 ** 62, progress=progress)
+        return MPResult.from_status(status, method="relu-exact", backend="numpy",
+                                    refined=0, budget=info,
+                                    seconds=time.perf_counter() - t0, **common)
+    if method == "relu-exact":
+        raise ValueError("match_probability: method 'relu-exact' needs a ShallowReLU "
+                         "allocation in W1")
     variant = theorem35_variant(model, allocation, m)
     if method == "theorem35" and variant is None:
         raise ValueError("match_probability: method 'theorem35' needs an LRNN allocation in W "

@@ -18,12 +18,13 @@ A feasible point of (D.1)-(D.2) can sit *on* a sign boundary (``z_ij = 0``); LP 
 return such vertices all the time. We therefore never ask "is it feasible" but solve the
 **margin LP**: maximise ``t`` subject to (D.1) and ``(2 P_ij - 1) z_ij(w) >= t``,
 ``t <= 1``. With ``S`` the size of the terms that make up ``z`` at the returned point
-(``max_ij |b_ij| + |A_ij| . |w|``), a pattern is
+(``max_ij |b_ij| + |A_ij| . |w|``, at least the size ``z_floor`` those terms have with
+every learnable weight at its typical magnitude ``1/sqrt(q)``), a pattern is
 
 * *strictly feasible* if the margin re-computed on the returned point exceeds
   ``MARGIN_TOL * S`` (the LP's own ``t`` is only used to reject);
-* *infeasible* if the equalities are inconsistent (rank-revealing test, thresholds of
-  :class:`fastmp.Tolerances`) or the optimal ``t* < -MARGIN_TOL * S``;
+* *infeasible* if the equalities are inconsistent (rank-revealing test, thresholds
+  ``RELU_TOLERANCES``) or the optimal ``t* < -MARGIN_TOL * S``;
 * *undecided* otherwise: ``|t*| <= MARGIN_TOL * S`` (solutions only on the boundary), a
   rank or consistency test in its ambiguous band, or a point that fails verification.
 
@@ -39,10 +40,10 @@ have probability zero, so ``AMBIGUOUS`` is rare and counted in the run's ``info`
 Lemma pruning and when it is valid
 ----------------------------------
 Lemmas D.3 and D.4 are probability-one statements: they need the right-hand sides to be
-generic. They are, conditionally on everything else, iff ``Hc = [relu(W1* X);
-relu(W1[~U] X)]`` has full column rank ``m`` (then ``vec(rhs) = (Hc^T (x) I) vec([W2*,
--W2[:, ~U]])`` has a density on ``R^{dm}`` independent of the pattern's matrix, so every
-pattern whose matrix has rank ``< dm`` is inconsistent with probability one). ReLU makes
+generic. Conditionally on everything else, ``vec(rhs) = (Hc^T (x) I) vec([W2*,
+-W2[:, ~U]])`` with ``Hc = [relu(W1* X); relu(W1[~U] X)]`` has a density on ``R^{dm}``
+(independent of every pattern's matrix) iff ``Hc`` has full column rank ``m``; then every
+pattern whose matrix has rank ``< dm`` is inconsistent with probability one. ReLU makes
 this fail with *positive* probability at small ``n``: a sample on which every teacher
 unit and every unused student unit is inactive has ``rhs_i = 0`` exactly (probability
 ``2^-(2n-k)``), and then ``P_i = 0`` solves its equations. So the lemma rules are only
@@ -61,18 +62,28 @@ relies on its rank/LP tests alone. The rules used (rank bounds of the pattern's 
 Search
 ------
 :func:`brute_force_decide` enumerates all ``2^(km)`` patterns (square nonsingular
-systems are solved directly, everything else by the margin LP in ``(w, t)``).
+systems are solved directly, everything else by the margin LP in ``(w, t)`` with the
+equalities as constraints; patterns whose equalities have a least-squares residual above
+``SCREEN_RESIDUAL`` skip the LP). It shares no search code with the exact decision.
 :func:`exact_decide` is a depth-first branch and bound over samples: after fixing
-``P_1 .. P_s`` it keeps the affine solution set of their equations as ``w0 + N u``
-(``N`` orthonormal, updated by one small SVD per node), tests consistency of the new
-sample's ``d`` equations, and tests strict feasibility of the sign constraints of samples
-``1 .. s`` -- first at the projected parent point, then by the margin LP in ``(u, t)``.
-Infeasible branches are pruned (constraints only grow down the tree); undecided ones
-mark the trial ambiguous and are not expanded. Candidate patterns of a sample are tried
-in order of Hamming distance to the sign pattern at the parent's point.
+``P_1 .. P_s`` it tests the consistency of their ``ds`` stacked equations and writes
+their solution set as ``w0 + N u`` (one SVD of the stacked matrix per node, recomputed
+from the data at every node so that rounding does not compound with depth; ``N``
+orthonormal), then tests strict feasibility of the sign constraints of samples
+``1 .. s``: first at the parent's point projected on the new set, then by the margin LP
+in ``(u, t)`` (if its optimum looks feasible but its -- possibly far-away -- vertex does
+not show it, once more with ``|u| <= LP_BOX * max(1, |w0|)`` for a nearer point).
+Infeasible branches are pruned (constraints only grow down the tree). A node whose
+margin is in the undecided band is still expanded (deeper samples can make every leaf
+below it decisively infeasible; only leaves count as undecided), so the exact search
+and the brute force classify every trial alike; a node whose rank or consistency test is
+ambiguous is not expanded and marks the trial ambiguous. Candidate patterns of a sample
+are tried in order of Hamming distance to the sign pattern at the parent's point.
 
-LPs are solved by HiGHS through :func:`scipy.optimize.linprog` with feasibility
-tolerances ``LP_TOL``.
+LPs are solved by HiGHS with feasibility tolerances ``LP_TOL``: through
+:func:`scipy.optimize.linprog` in the brute force, and in the exact search through
+scipy's bundled HiGHS bindings directly (``LP_BACKEND``; 4x less overhead per LP,
+falls back to ``linprog`` if the private module moves).
 """
 from __future__ import annotations
 
@@ -83,7 +94,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
-from .._config import AMBIGUOUS, MATCH, NO_MATCH, Tolerances
+from .._config import AMBIGUOUS, DEFAULT_TOLERANCES, MATCH, NO_MATCH
 from ..allocation import Allocation
 from ..models.shallow_relu import ShallowReLU
 
@@ -97,21 +108,25 @@ BOUNDARY_TOL = 1e-12
 RESIDUAL_TOL = 1e-9
 #: HiGHS primal/dual feasibility tolerance of the margin LPs
 LP_TOL = 1e-10
+#: brute force skips the LP of a pattern whose equalities have a least-squares residual
+#: above this fraction of the size of their terms (far above the rounding of a consistent
+#: system, far below the residual of a generic inconsistent one)
+SCREEN_RESIDUAL = 1e-6
+#: half-width of the box (times ``max(1, |w0|)``) of the first margin LP of a node
+LP_BOX = 1e3
 #: largest ``k m`` :func:`brute_force_decide` accepts
 BRUTE_FORCE_MAX_KM = 16
 #: a trial's right-hand sides count as generic (lemma pruning valid) if the smallest
 #: singular value of ``Hc`` is at least this fraction of the largest
 GENERIC_RANK_TOL = 1e-9
 
-#: thresholds of the rank-revealing consistency tests (singular values relative to the
-#: norm of the sample's block, see :func:`_rank_split`; residual as in
-#: :class:`fastmp.Tolerances`). Measured on 55,000 singular values of the incremental
-#: elimination (q = 3..6, n = 4..8, d = 1..2, k m = 8..16): structural zeros up to 1e-12,
-#: true ones down to 1e-6; consistent residuals were exactly 0 or below 1e-15,
-#: inconsistent ones above 1e-6. The linear estimator's defaults (``rank_lo = 1e-14``)
-#: are too tight here: the elimination through earlier samples' null spaces leaves
-#: structural zeros near 1e-13.
-RELU_TOLERANCES = Tolerances(rank_lo=1e-11, rank_hi=1e-9, res_lo=1e-12, res_hi=1e-9)
+#: thresholds of the rank-revealing consistency tests of a node's stacked equations
+#: (singular values relative to the largest, residual as in :class:`fastmp.Tolerances`):
+#: the linear estimator's defaults. Measured on 446,000 singular values of the search
+#: (q = 3..6, n = 4..8, d = 1..2, k m = 8..16, 840 trials): structural zeros below 1e-15,
+#: true ones above 1e-8; residuals of consistent systems below 1e-14, of inconsistent
+#: ones above 1e-8.
+RELU_TOLERANCES = DEFAULT_TOLERANCES
 
 _LP_OPTIONS = dict(primal_feasibility_tolerance=LP_TOL, dual_feasibility_tolerance=LP_TOL)
 
@@ -149,6 +164,12 @@ class ReluTrialSystem:
     #: the right-hand sides have a density (Hc full column rank): lemma pruning valid
     generic: bool = True
     hc_rank_ratio: float = 1.0
+    #: floor of the scale ``S`` of ``z``: the size of its terms with every learnable
+    #: weight at its typical magnitude ``1/sqrt(q)`` (Appendix E.3); keeps "relative to
+    #: S" meaningful when the terms vanish (all-learnable rows at ``w = 0``)
+    z_floor: float = 1.0
+    #: floor of the scale of the right-hand sides (same idea)
+    f_floor: float = 1.0
 
     @property
     def k(self):
@@ -200,9 +221,21 @@ def _check_mask(model, mask):
 def relu_trial_system(model, mask, m, seed, trial):
     """The activation-pattern system of trial ``trial`` (draws of
     :meth:`~fastmp.models.base.Model.trial_draws`) for the ``W1`` mask ``mask``."""
+    teacher, student, X = model.trial_draws(seed, trial, int(m))
+    return relu_system_from_draws(model, mask, teacher, student, X, seed=seed, trial=trial)
+
+
+def relu_system_from_draws(model, mask, teacher, student, X, seed=-1, trial=-1):
+    """The activation-pattern system for explicit draws: ``teacher`` and ``student``
+    weight dicts (``"W1"``, ``"W2"``; the student's entries at ``mask`` are ignored) and
+    inputs ``X`` (``q x m``)."""
     mask = _check_mask(model, mask)
-    m = int(m)
-    teacher, student, X = model.trial_draws(seed, trial, m)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] != model.q:
+        raise ValueError(f"relu: X must have shape (q, m) = ({model.q}, m), got {X.shape}")
+    m = X.shape[1]
+    teacher = {n: np.asarray(teacher[n], dtype=np.float64) for n in ("W1", "W2")}
+    student = {n: np.asarray(student[n], dtype=np.float64) for n in ("W1", "W2")}
     W1s, W2s = student["W1"], student["W2"]
     rows = mask.any(axis=1)
     used = np.flatnonzero(rows)
@@ -231,11 +264,14 @@ def relu_trial_system(model, mask, m, seed, trial):
     else:
         sv = np.linalg.svd(Hc, compute_uv=False)
         ratio = float(sv[m - 1] / sv[0]) if sv[0] > 0 else 0.0
+    z_floor = float((np.abs(b) + np.abs(A).sum(axis=2) / np.sqrt(model.q)).max())
+    z_floor = max(z_floor, 1e-300)
+    f_floor = max(float(rhs_scale.max()), float(np.abs(V).max()) * z_floor, 1e-300)
     return ReluTrialSystem(model=model, mask=mask, m=m, seed=int(seed), trial=int(trial),
                            used=used, var=var, var_row=var_row, r_row=r_row, A=A, b=b, V=V,
                            rhs=rhs, rhs_scale=rhs_scale, ystar=ystar, teacher=teacher,
                            student=student, X=X, generic=ratio >= GENERIC_RANK_TOL,
-                           hc_rank_ratio=ratio)
+                           hc_rank_ratio=ratio, z_floor=z_floor, f_floor=f_floor)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -253,10 +289,10 @@ def verify_match(system, pattern, w):
     X = system.X
     Y = system.model.forward({"W1": W1, "W2": W2}, X)
     H = np.maximum(W1 @ X, 0.0)
-    yscale = max(float((np.abs(W2) @ H).max()), float(np.abs(system.ystar).max()), 1e-300)
+    yscale = max(float((np.abs(W2) @ H).max()), float(np.abs(system.ystar).max()), system.f_floor)
     rel_err = float(np.abs(Y - system.ystar).max() / yscale)
     Z = (W1[system.used] @ X).T                                   # (m, k)
-    S = max(float((np.abs(W1[system.used]) @ np.abs(X)).max()), 1e-300)
+    S = max(float((np.abs(W1[system.used]) @ np.abs(X)).max()), system.z_floor)
     boundary = np.abs(Z) <= BOUNDARY_TOL * S
     consistent = bool(np.all(((Z > 0) == P) | boundary))
     margin = float(np.min(np.where(P, Z, -Z)) / S)
@@ -307,7 +343,7 @@ def _margin(system, P, w, rows):
     A, b = system.A[rows], system.b[rows]
     Z = A @ w + b
     S = float((np.abs(A) @ np.abs(w) + np.abs(b)).max())
-    return float(np.min(np.where(P, Z, -Z))), max(S, 1e-300)
+    return float(np.min(np.where(P, Z, -Z))), max(S, system.z_floor)
 
 
 def _classify_margin(margin, t_star, S):
@@ -318,17 +354,77 @@ def _classify_margin(margin, t_star, S):
     return _UNSURE
 
 
-def _margin_lp(G, h, n_free):
-    """``max t`` s.t. ``G u + h >= t`` (rows), ``t <= 1``; returns ``(t*, u*)`` or
-    ``(None, None)`` if HiGHS failed."""
+def _highs_core():
+    """scipy's bundled HiGHS bindings (private module), or ``None``. Calling them
+    directly skips :func:`~scipy.optimize.linprog`'s input checks and option parsing,
+    which cost three quarters of the time of these tiny LPs."""
+    try:
+        import scipy.optimize._highspy._core as core
+        opts = core.HighsOptions()
+        opts.output_flag = False
+        opts.log_to_console = False
+        opts.primal_feasibility_tolerance = LP_TOL
+        opts.dual_feasibility_tolerance = LP_TOL
+        core.HighsLp, core._Highs, core.MatrixFormat.kColwise, core.kHighsInf  # noqa: B018
+        core.HighsModelStatus.kOptimal  # noqa: B018
+    except Exception:  # pragma: no cover - other scipy layouts
+        return None
+    return core, opts
+
+
+_CORE = _highs_core()
+#: how the margin LPs of :func:`exact_decide` are solved: ``"highs-core"`` (scipy's
+#: HiGHS bindings called directly) or ``"linprog"``; same solver, same tolerances.
+#: :func:`brute_force_decide` always uses :func:`scipy.optimize.linprog`.
+LP_BACKEND = "highs-core" if _CORE is not None else "linprog"
+
+
+def _margin_lp(G, h, n_free, bound=None, backend=None):
+    """``max t`` s.t. ``G u + h >= t`` (rows), ``t <= 1`` (and ``|u_l| <= bound``);
+    returns ``(t*, u*)`` or ``(None, None)`` if HiGHS did not report an optimum."""
+    backend = LP_BACKEND if backend is None else backend
+    lo, hi = (None, None) if bound is None else (-float(bound), float(bound))
+    n_rows = G.shape[0]
+    A_ub = np.hstack([-G, np.ones((n_rows, 1))])
     c = np.zeros(n_free + 1)
     c[-1] = -1.0
-    A_ub = np.hstack([-G, np.ones((G.shape[0], 1))])
-    bounds = [(None, None)] * n_free + [(None, 1.0)]
-    res = linprog(c, A_ub=A_ub, b_ub=h, bounds=bounds, method="highs", options=_LP_OPTIONS)
-    if res.status != 0:
+    if backend == "linprog" or _CORE is None:
+        bounds = [(lo, hi)] * n_free + [(None, 1.0)]
+        res = linprog(c, A_ub=A_ub, b_ub=h, bounds=bounds, method="highs", options=_LP_OPTIONS)
+        if res.status != 0:
+            return None, None
+        return float(res.x[-1]), res.x[:-1]
+    core, opts = _CORE
+    inf = core.kHighsInf
+    At = A_ub.T
+    cols, rows = np.nonzero(At)                       # column-major (CSC) order
+    lp = core.HighsLp()
+    lp.num_col_ = n_free + 1
+    lp.num_row_ = n_rows
+    lp.a_matrix_.num_col_ = n_free + 1
+    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.format_ = core.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate(
+        [[0], np.cumsum(np.bincount(cols, minlength=n_free + 1))]).astype(np.int32)
+    lp.a_matrix_.index_ = rows.astype(np.int32)
+    lp.a_matrix_.value_ = At[cols, rows]
+    lp.col_cost_ = c
+    upper = np.full(n_free + 1, inf if hi is None else hi)
+    upper[-1] = 1.0
+    lower = np.full(n_free + 1, -inf if lo is None else lo)
+    lower[-1] = -inf
+    lp.col_lower_ = lower
+    lp.col_upper_ = upper
+    lp.row_lower_ = np.full(n_rows, -inf)
+    lp.row_upper_ = np.minimum(np.asarray(h, dtype=np.float64), inf)
+    highs = core._Highs()
+    highs.passOptions(opts)
+    highs.passModel(lp)
+    highs.run()
+    if highs.getModelStatus() != core.HighsModelStatus.kOptimal:
         return None, None
-    return float(res.x[-1]), res.x[:-1]
+    x = np.array(highs.getSolution().col_value)
+    return float(x[-1]), x[:-1]
 
 
 # ----------------------------------------------------------------------------- decisions
@@ -357,7 +453,7 @@ def _pattern_from_bits(bits, m, k):
 
 
 def _brute_pattern(system, P, tol):
-    """Decide one full pattern the naive way. Returns ``(outcome, w, margin, lp_used)``."""
+    """Decide one full pattern the naive way. Returns ``(outcome, w, margin, lps)``."""
     E, f = system.equations(P)
     M, r = E.shape
     all_rows = np.arange(system.m)
@@ -366,35 +462,48 @@ def _brute_pattern(system, P, tol):
         if sv[0] > 0 and sv[-1] / sv[0] >= tol.rank_hi:
             w = np.linalg.solve(E, f)
             margin, S = _margin(system, P, w, all_rows)
-            return _classify_margin(margin, margin, S), w, margin / S, False
-    # general case: margin LP in (w, t) with the equalities
-    n = r + 1
-    c = np.zeros(n)
+            return _classify_margin(margin, margin, S), w, margin / S, 0
+    # screen: equalities far from consistent (least-squares residual above
+    # SCREEN_RESIDUAL of the rhs scale) make the LP infeasible; skip it
+    w_ls = np.linalg.lstsq(E, f, rcond=None)[0]
+    fscale = max(float(np.abs(f).max()), system.f_floor, float((np.abs(E) @ np.abs(w_ls)).max()))
+    if np.abs(E @ w_ls - f).max() > SCREEN_RESIDUAL * fscale:
+        return _INFEASIBLE, None, None, 0
+    # general case: margin LP in (w, t) with the equalities; the unboxed LP decides
+    # infeasibility, a boxed one looks for a nearer point if needed (see _Search._node)
+    c = np.zeros(r + 1)
     c[-1] = -1.0
     Pf = np.where(P, 1.0, -1.0)                                   # (m, k)
     G = (Pf[:, :, None] * system.A).reshape(-1, r)
     h = (Pf * system.b).ravel()
     A_ub = np.hstack([-G, np.ones((G.shape[0], 1))])
     A_eq = np.hstack([E, np.zeros((M, 1))])
-    bounds = [(None, None)] * r + [(None, 1.0)]
-    res = linprog(c, A_ub=A_ub, b_ub=h, A_eq=A_eq, b_eq=f, bounds=bounds, method="highs",
-                  options=_LP_OPTIONS)
-    if res.status == 2:
-        return _INFEASIBLE, None, None, True
-    if res.status != 0:
-        return _UNSURE, None, None, True
-    w, t_star = res.x[:-1], float(res.x[-1])
-    # put the point back on the equalities (HiGHS satisfies them to its tolerance only)
-    w = w + np.linalg.lstsq(E, f - E @ w, rcond=None)[0]
-    fscale = max(float(np.abs(f).max()), float(system.rhs_scale.max()),
-                 float((np.abs(E) @ np.abs(w)).max()), 1e-300)
-    eq_res = float(np.abs(E @ w - f).max() / fscale)
-    margin, S = _margin(system, P, w, all_rows)
-    if t_star < -MARGIN_TOL * S:
-        return _INFEASIBLE, None, margin / S, True
-    if eq_res > RESIDUAL_TOL:
-        return _UNSURE, w, margin / S, True
-    return _classify_margin(margin, t_star, S), w, margin / S, True
+    box = LP_BOX * max(1.0, float(np.abs(w_ls).max()))
+    lps = 0
+    unsure_w = None
+    for bound in (None, box):
+        bounds = [(None if bound is None else -bound, bound)] * r + [(None, 1.0)]
+        res = linprog(c, A_ub=A_ub, b_ub=h, A_eq=A_eq, b_eq=f, bounds=bounds,
+                      method="highs", options=_LP_OPTIONS)
+        lps += 1
+        if res.status != 0:
+            if bound is None and res.status == 2:
+                return _INFEASIBLE, None, None, lps
+            continue
+        w, t_star = res.x[:-1], float(res.x[-1])
+        # put the point back on the equalities (HiGHS meets them to its tolerance only)
+        w = w + np.linalg.lstsq(E, f - E @ w, rcond=None)[0]
+        fscale = max(float(np.abs(f).max()), system.f_floor,
+                     float((np.abs(E) @ np.abs(w)).max()))
+        eq_res = float(np.abs(E @ w - f).max() / fscale)
+        margin, S = _margin(system, P, w, all_rows)
+        if eq_res <= RESIDUAL_TOL and margin > MARGIN_TOL * S:
+            return _FEASIBLE, w, margin / S, lps
+        if bound is None:
+            if t_star < -MARGIN_TOL * S:
+                return _INFEASIBLE, None, margin / S, lps
+            unsure_w = w
+    return _UNSURE, unsure_w, None, lps
 
 
 def brute_force_decide(system, find_all=False, tolerances=None):
@@ -478,9 +587,7 @@ class _Search:
         if self.lemmas and s.r < s.d * s.m:
             self.pruned["B.4"] += 1
             return
-        w0 = np.zeros(s.r)
-        N = np.eye(s.r)
-        self._expand(0, np.zeros((s.m, s.k), dtype=bool), w0, N)
+        self._expand(0, np.zeros((s.m, s.k), dtype=bool), np.zeros(s.r))
 
     def _d4_ok(self, P, depth):
         s = self.s
@@ -490,11 +597,11 @@ class _Search:
         rem = s.m - depth
         return np.maximum(s.r_row - counts - rem, 0).sum() <= s.r - s.d * s.m
 
-    def _expand(self, depth, P, w_base, N):
+    def _expand(self, depth, P, w_base):
         """Try every candidate pattern of sample ``order[depth]`` below the node
-        (``P`` rows of earlier samples fixed; solution set ``w_base + N u``). Returns
+        (``P`` rows of earlier samples fixed; ``w_base`` the node's point). Returns
         True to stop the search."""
-        s, tol = self.s, self.tol
+        s = self.s
         i = self.order[depth]
         fixed = self.order[:depth + 1]
         self.pruned["D.3"] += self.n_d3
@@ -508,14 +615,14 @@ class _Search:
                 self.pruned["D.4"] += 1
                 continue
             self.nodes += 1
-            outcome, w_new, N_new = self._node(i, Pi, P, fixed, w_base, N)
+            outcome, w_new, expandable = self._node(P, fixed, w_base)
             if outcome == _INFEASIBLE:
                 continue
             if outcome == _UNSURE:
-                if N_new is not None and depth + 1 < s.m:
+                if expandable and depth + 1 < s.m:
                     # margin in the band (e.g. solutions on a boundary): deeper samples
                     # can still make every leaf below decisively infeasible
-                    if self._expand(depth + 1, P, w_new, N_new):
+                    if self._expand(depth + 1, P, w_new):
                         return True
                     continue
                 self.undecided += 1
@@ -534,56 +641,63 @@ class _Search:
                     self.found = (P.copy(), w_new, ver)
                 if not self.find_all:
                     return True
-            elif self._expand(depth + 1, P, w_new, N_new):
+            elif self._expand(depth + 1, P, w_new):
                 return True
         P[i] = False
         return False
 
-    def _node(self, i, Pi, P, fixed, w_base, N):
-        """Add sample ``i``'s equations under ``Pi`` to the affine set ``w_base + N u``
-        and test strict feasibility of the sign constraints of the samples ``fixed``.
-        Returns ``(outcome, point, N_new)``."""
+    def _node(self, P, fixed, w_hint):
+        """Strict feasibility of the equations and sign constraints of the samples
+        ``fixed`` under their patterns ``P[fixed]``. The affine solution set
+        ``w0 + N u`` is computed from the stacked equations (one SVD, no state carried
+        down the tree, so rounding does not compound with depth). Returns
+        ``(outcome, point, expandable)``."""
         s, tol = self.s, self.tol
-        VP = s.V * Pi                                              # (d, k)
-        G = VP @ s.A[i]                                            # (d, r)
-        n_free = N.shape[1]
-        g = s.rhs[i] - VP @ (s.A[i] @ w_base + s.b[i])
-        fscale = max(float(s.rhs_scale[i]),
-                     float((np.abs(VP) @ (np.abs(s.A[i]) @ np.abs(w_base) + np.abs(s.b[i]))).max()),
-                     1e-300)
-        ref = float(np.linalg.norm(G, 2)) if G.any() else 0.0
-        if n_free:
-            Mx = G @ N
-            U, sv, Vt = np.linalg.svd(Mx, full_matrices=True)
-        else:
-            U, sv, Vt = np.eye(s.d), np.zeros(0), np.zeros((0, 0))
-        rank, rho_min, amb = _rank_split(sv, ref, tol)
-        if amb:
-            return _UNSURE, None, None
-        tail = U[:, rank:].T @ g
-        res = rho_min * float(np.linalg.norm(tail)) / fscale
-        cls = _residual_class(res, tol)
-        if cls != _FEASIBLE:
-            return cls, None, None
-        u_p = Vt[:rank].T @ ((U[:, :rank].T @ g) / sv[:rank])
-        w_new = w_base + N @ u_p if n_free else w_base.copy()
-        N_new = N @ Vt[rank:].T if n_free else N
         Pf = P[fixed]
-        margin, S = _margin(s, Pf, w_new, fixed)
+        Af, bf = s.A[fixed], s.b[fixed]
+        VP = s.V[None, :, :] * Pf[:, None, :]                      # (s, d, k)
+        E = np.einsum("idk,ikr->idr", VP, Af).reshape(-1, s.r)
+        VPb = np.einsum("idk,ik->id", VP, bf)
+        f = (s.rhs[fixed] - VPb).ravel()
+        fscale = max(float(np.abs(f).max()), s.f_floor, float(s.rhs_scale[fixed].max()),
+                     float(np.einsum("idk,ik->id", np.abs(VP), np.abs(bf)).max()))
+        U, sv, Vt = np.linalg.svd(E, full_matrices=True)
+        rank, rho_min, amb = _rank_split(sv, float(sv[0]) if sv.size else 0.0, tol)
+        if amb:
+            return _UNSURE, None, False
+        tail = U[:, rank:].T @ f
+        cls = _residual_class(rho_min * float(np.linalg.norm(tail)) / fscale, tol)
+        if cls != _FEASIBLE:
+            return cls, None, False
+        w0 = Vt[:rank].T @ ((U[:, :rank].T @ f) / sv[:rank])
+        N = Vt[rank:].T
+        n_free = N.shape[1]
+        # the parent's point projected on the new affine set
+        w_c = w0 + N @ (N.T @ (w_hint - w0)) if n_free else w0
+        margin, S = _margin(s, Pf, w_c, fixed)
         if margin > MARGIN_TOL * S:
-            return _FEASIBLE, w_new, N_new
-        if N_new.shape[1] == 0:
-            return _classify_margin(margin, margin, S), w_new, N_new
+            return _FEASIBLE, w_c, True
+        if n_free == 0:
+            return _classify_margin(margin, margin, S), w_c, True
         sign = np.where(Pf, 1.0, -1.0)                             # (s, k)
-        Af = (sign[:, :, None] * s.A[fixed]).reshape(-1, s.r)
-        h = (sign * (s.A[fixed] @ w_new + s.b[fixed])).ravel()
-        self.lps += 1
-        t_star, u = _margin_lp(Af @ N_new, h, N_new.shape[1])
-        if t_star is None:
-            return _UNSURE, w_new, N_new
-        w_lp = w_new + N_new @ u
-        margin, S = _margin(s, Pf, w_lp, fixed)
-        return _classify_margin(margin, t_star, S), w_lp, N_new
+        G = (sign[:, :, None] * Af).reshape(-1, s.r) @ N
+        h = (sign * (Af @ w0 + bf)).ravel()
+        # the unboxed LP decides infeasibility; if its optimum looks feasible but the
+        # point does not show it (unbounded optimal faces make HiGHS return far-away
+        # vertices whose huge terms swamp the margin), a boxed LP looks for a nearer one
+        box = LP_BOX * max(1.0, float(np.abs(w0).max()))
+        for bound in (None, box):
+            self.lps += 1
+            t_star, u = _margin_lp(G, h, n_free, bound=bound)
+            if t_star is None:
+                continue
+            point = w0 + N @ u
+            margin, S = _margin(s, Pf, point, fixed)
+            if margin > MARGIN_TOL * S:
+                return _FEASIBLE, point, True
+            if bound is None and t_star < -MARGIN_TOL * S:
+                return _INFEASIBLE, None, False
+        return _UNSURE, w_c, True
 
 
 def exact_decide(system, find_all=False, lemmas=True, tolerances=None):

@@ -24,7 +24,10 @@ computation of :mod:`fastmp.theory.generic` decides). Rules, in order:
 * the same waste argument for several layers of a LinearFFN (lifting 4.1-4.3: a row of
   any layer meets ``m`` equations, a column ``d``);
 * **Lemma D.3 / D.4** (ShallowReLU, allocations in ``W1``): fewer than ``d`` used rows,
-  or a row with more than ``m`` learnable weights => minimal;
+  or rows holding more than ``m`` weights wasting more than ``r - dm`` => MP is zero
+  except on draws with rank-deficient relu features, which have positive probability:
+  reported as undetermined with the lemma as rule (never "minimal"; likewise B.4 and
+  short decoder rows for ShallowReLU);
 * **Jacobian rank** (``exact=True``, polynomial allocations no theorem decides): the
   image of ``w -> Y(w)`` has the dimension of the generic rank of its Jacobian; below
   ``d m`` it is a null set => minimal (Lemma B.4 and Theorem 3.4 are special cases). At
@@ -157,25 +160,38 @@ def _ffn_polynomial_rules(model, allocation, m):
 
 
 def _relu_rules(model, allocation, m):
+    """Appendix D's lemmas hold only on draws whose relu features
+    ``[relu(W1* X); relu(W1[~U] X)]`` have full column rank: a sample on which every
+    teacher unit and every frozen student unit is inactive has a zero right-hand side,
+    and the learnable rows can then switch themselves off. That happens with positive
+    probability (at least ``2^-(2n-k)`` per sample), so these allocations have a small
+    but *positive* MP: never "minimal", but undetermined with the lemma that bounds it."""
+    bound = ("MP is 0 on every draw whose relu features [relu(W1* X); relu(W1[~U] X)] "
+             "have full column rank, so it is at most the (small, positive) probability "
+             "that they do not")
+    r, d = allocation.r, model.d
     if allocation.params == ("W2",):
         rows = allocation.row_counts("W2")
         short = np.flatnonzero(rows < m)
         if short.size:
             i = int(short[0])
-            return _minimal("§2.1 (decoder rows)", f"row {i} of W2 has {int(rows[i])} < m = {m} "
-                                                   "learnable weights")
+            return Classification("undetermined", "§2.1 (decoder rows)",
+                                  f"row {i} of W2 has {int(rows[i])} < m = {m} learnable "
+                                  f"weights; {bound}")
         return None
     if allocation.params == ("W1",):
         rows = allocation.row_counts("W1")
         k = int(np.count_nonzero(rows))
-        if k < model.d:
-            return _minimal("Lemma D.3", f"only k = {k} < d = {model.d} rows of W1 are learnable: "
-                                         "no activation pattern has d active learnable units")
-        over = np.flatnonzero(rows > m)
-        if over.size:
-            i = int(over[0])
-            return _minimal("Lemma D.4", f"row {i} of W1 has {int(rows[i])} > m = {m} learnable "
-                                         "weights but at most m active samples")
+        if k < d:
+            return Classification("undetermined", "Lemma D.3",
+                                  f"only k = {k} < d = {d} rows of W1 are learnable; {bound}")
+        # Lemma D.4 in the form its rank argument gives: row j holding r_j weights
+        # contributes at most min(r_j, m) to the rank (r_j = m exactly when r = dm)
+        waste = _waste(rows, m)
+        if r - waste < d * m:
+            return Classification("undetermined", "Lemma D.4",
+                                  f"rows of W1 beyond m = {m} weights waste {waste} of r = {r}; "
+                                  f"{r - waste} < dm = {d * m}; {bound}")
     return None
 
 
@@ -203,6 +219,11 @@ def classify(model, allocation, m=None, exact=True):
     if m > model.max_generic_m():
         why = (f"m = {m} exceeds {model.max_generic_m()}, the largest number of linearly "
                "independent inputs; the paper's theorems assume independent samples")
+    elif r < d * m and isinstance(model, ShallowReLU):
+        verdict = Classification("undetermined", "Lemma B.4",
+                                 f"r = {r} < dm = {d * m}: fewer unknowns than equations; with "
+                                 "relu outputs that are exactly zero with positive probability "
+                                 "MP is small but not 0")
     elif r < d * m:
         verdict = _minimal("Lemma B.4", f"r = {r} < dm = {d * m}: fewer unknowns than equations")
     elif name is not None and _is_decoder(model, name):
