@@ -372,12 +372,6 @@ class ChainProgram:
                                    self.src_idx, self.steps_arr, self.terms_arr, var, ystar,
                                    w0, max_iter, tol)
 
-    def homotopy(self, P, C, ystar, var, w0, max_steps=400, corrector_iters=6):
-        """Run :func:`homotopy` on padded per-trial arrays (``P`` is overwritten)."""
-        return homotopy(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
-                        self.steps_arr, self.terms_arr, var, ystar, w0, max_steps,
-                        corrector_iters)
-
     def newton(self, P, C, ystar, var, w0, N0=None, lifted=True, max_iter=50, tol=1e-13,
                full=False):
         """Run :func:`newton` (or :func:`newton_lifted_full` with ``full=True``) on padded
@@ -545,56 +539,6 @@ def newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, va
             break
     return w, _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
                             Ystar, Y, yscale), it, step
-
-
-@jit
-def homotopy(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0,
-             max_steps, corrector_iters):
-    """Real parameter homotopy in the target (DESIGN "Parity"): ``w0`` is a root of the
-    system with target ``Y0 = Y(w0)``; follow it while the target moves linearly to
-    ``Y*``, correcting with the full lifted Newton at every step and halving the step
-    when the corrector fails. A path that reaches ``tau = 1`` ends at a real root of the
-    target system; a fold (the real root turning back) stops it.
-
-    Returns ``(w, residual, steps_taken, last_step)`` like :func:`newton`.
-    """
-    d, m = Ystar.shape
-    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
-    K = steps.shape[0]
-    N = np.zeros((K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0], ns[0, 1]))
-    w = w0.copy()
-    _set_vars(P, var, w)
-    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
-    Y0 = np.empty((d, m))
-    output(P, pshape, C, cshape, terms, ns, N, d, m, Y0)
-    tau = 0.0
-    h = 0.05
-    taken = 0
-    Yt = np.empty((d, m))
-    while tau < 1.0 and taken < max_steps:
-        t1 = min(1.0, tau + h)
-        for i in range(d):
-            for j in range(m):
-                Yt[i, j] = (1.0 - t1) * Y0[i, j] + t1 * Ystar[i, j]
-        Pw = P.copy()
-        w1, res, it, step = newton_lifted_full(Pw, pshape, C, cshape, src_kind, src_idx, steps,
-                                               terms, var, Yt, w, N, corrector_iters, 1e-12)
-        taken += 1
-        if res < 1e-9 and np.all(np.isfinite(w1)):
-            tau = t1
-            w = w1
-            _set_vars(P, var, w)
-            forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
-            if it <= 2:
-                h = min(2.0 * h, 0.25)
-        else:
-            h *= 0.5
-            if h < 1e-7:
-                break
-    if tau < 1.0:
-        return w, np.inf, taken, np.inf
-    return newton_lifted_full(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
-                              Ystar, w, N, 20, 1e-14)
 
 
 @jit
