@@ -637,6 +637,14 @@ def _add_allocation_options(p):
                    help="seed of the allocation generator (default: --seed)")
 
 
+def _add_model_options(p):
+    """MODEL, the allocation source and --m: shared by estimate and classify."""
+    p.add_argument("model", metavar="MODEL", help="e.g. lrnn:n=8,T=4,b=1,d=2 (see below)")
+    _add_allocation_options(p)
+    p.add_argument("--m", type=_positive, metavar="M",
+                   help="number of samples (default r/d); also the m of generators")
+
+
 def build_parser():
     from . import __version__
 
@@ -654,10 +662,7 @@ def build_parser():
     est = sub.add_parser("estimate", help="Monte Carlo estimate of MP(A, m)",
                          description="Monte Carlo estimate of the match probability "
                                      "MP(A, m) with a Wilson 95%% interval.", **common)
-    est.add_argument("model", metavar="MODEL", help="e.g. lrnn:n=8,T=4,b=1,d=2 (see below)")
-    _add_allocation_options(est)
-    est.add_argument("--m", type=_positive, metavar="M",
-                     help="number of samples (default r/d); also the m of generators")
+    _add_model_options(est)
     est.add_argument("--trials", type=_positive, default=1000, metavar="N",
                      help="Monte Carlo trials (default 1000)")
     est.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
@@ -688,10 +693,7 @@ def build_parser():
                          description="Classify an allocation as maximal, minimal or "
                                      "undetermined from the paper's theorems (no sampling).",
                          **common)
-    cls.add_argument("model", metavar="MODEL", help="e.g. lrnn:n=8,T=4,b=1,d=2 (see below)")
-    _add_allocation_options(cls)
-    cls.add_argument("--m", type=_positive, metavar="M",
-                     help="number of samples (default r/d); also the m of generators")
+    _add_model_options(cls)
     cls.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
                      help="default seed of --alloc generators (default 0)")
     cls.add_argument("--json", action="store_true", help="print one JSON object")

@@ -82,14 +82,19 @@ def _left_factor(P, pshape, C, l, lc, rows_it, d, G):
         for i in range(d):
             for j in range(rows_it):
                 G[i, j] = P[l, i, j]
-    elif lc >= 0:
-        for i in range(d):
-            for j in range(rows_it):
-                G[i, j] = C[lc, i, j]
     else:
-        for i in range(d):
-            for j in range(rows_it):
-                G[i, j] = 1.0 if i == j else 0.0
+        _const_or_eye(C, lc, d, rows_it, G)
+
+
+@jit
+def _const_or_eye(C, idx, rows, cols, out):
+    """out[:rows, :cols] = C[idx] (padded constant), or the identity for ``idx < 0``."""
+    for i in range(rows):
+        for j in range(cols):
+            if idx >= 0:
+                out[i, j] = C[idx, i, j]
+            else:
+                out[i, j] = 1.0 if i == j else 0.0
 
 
 @jit
@@ -175,14 +180,7 @@ def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, term
                 if src_kind != 0:
                     continue
                 prow = ns[0, 1]  # e_j^T R_t: row j of R_t (or identity)
-                if rc >= 0:
-                    for i in range(prow):
-                        for j in range(m):
-                            H[i, j] = C[rc, i, j]
-                else:
-                    for i in range(prow):
-                        for j in range(m):
-                            H[i, j] = 1.0 if i == j else 0.0
+                _const_or_eye(C, rc, prow, m, H)
                 pid = src_idx
             for v in range(r):
                 if var[v, 0] != pid:
