@@ -37,6 +37,12 @@ AMBIGUOUS = 2
 NEED_RHS = 3
 
 
+#: The "match" side of the residual test never scales the tail by a pivot ratio below
+#: this (see :class:`Tolerances`); mirrored as DECIDE_MATCH_RHO_FLOOR in the Cython
+#: backend's ``_lapack.pxd``.
+MATCH_RHO_FLOOR = 1e-3
+
+
 @dataclass(frozen=True)
 class Tolerances:
     """Thresholds of the rank-revealing match decision for linear systems.
@@ -53,8 +59,13 @@ class Tolerances:
     consistency, judged relative to the rounding a consistent system would leave there:
     ``res = rho_{k-1} * ||(Q^T rhs)[k:]|| / scale`` (``scale`` = size of the quantities
     ``rhs`` was computed from; ``rho_{k-1}`` the smallest kept pivot ratio, since a
-    consistent system's tail is ~ eps * scale / rho_{k-1}). ``res <= res_lo`` is a
-    match, ``res >= res_hi`` is no match, anything between is ambiguous.
+    consistent system's tail is ~ eps * scale / rho_{k-1}). ``res >= res_hi`` is no
+    match. A match needs ``res_match <= res_lo`` where ``res_match`` scales the tail by
+    ``max(rho_{k-1}, MATCH_RHO_FLOOR)`` instead: for an ill-conditioned system the
+    rounding noise and a true inconsistency can be of the same size (seen on a
+    structurally rank-deficient FFN layer: ``rho = 1e-8``, true relative tail ``3e-8``,
+    ``res = 3e-16`` would have called it a match), so such trials are ambiguous and go to
+    the exact re-decision. Anything between is ambiguous.
 
     Ambiguous trials are never guessed: the estimator rebuilds their system from the
     same draws in exact rational arithmetic and decides it by exact ranks

@@ -390,3 +390,72 @@ def test_backends_agree_on_low_rank_systems(M, N, r, consistent, seed):
         rho_min = _lapack.decide_one(C[b], rhs[b], scale[b], *TOL)[2]
         if rho_min > 1e-4:
             assert got[b] == expected
+
+
+def test_match_rho_floor_agrees_with_config():
+    from fastmp._config import MATCH_RHO_FLOOR
+    assert _lapack.MATCH_RHO_FLOOR == MATCH_RHO_FLOOR
+
+
+def test_ill_conditioned_small_inconsistency_is_never_a_match():
+    # rho_min = 1e-8 and a true relative tail of 3e-8: the noise-relative residual
+    # (3e-16) looks consistent, but the tail is far above what the floored test accepts
+    # -> ambiguous (exact re-decision), never a match. The case met in a structurally
+    # rank-deficient LinearFFN layer (tests/test_linear_exact.py).
+    rng = np.random.default_rng(21)
+    C, _ = orthogonal_columns(rng, 50, 10, 6)
+    C[:, :, 0] *= 2e-8  # rho_min = 1e-8
+    base, _ = in_range(rng, C)
+    rhs = base + 3e-8 * orthogonal_to_range(C, rng)
+    assert np.all(statuses(C, rhs, np.ones(50)) == AMBIGUOUS)
+    # the same system with a consistent rhs is not called a mismatch either
+    assert not np.any(statuses(C, base, np.ones(50)) == NO_MATCH)
+
+
+@pytest.mark.parametrize("N", [1, 3, 8, 24, 40])
+def test_screen_settles_only_nonsingular_systems(N):
+    rng = np.random.default_rng(N)
+    B = 37  # not a multiple of the lane count
+    C = rng.standard_normal((B, N, N))
+    sing = np.arange(B) % 3 == 0
+    for b in np.flatnonzero(sing):  # exactly rank-deficient: a column repeated, or a zero row
+        if N > 1 and b % 2:
+            C[b, :, -1] = C[b, :, 0] * 0.5
+        else:
+            C[b, -1, :] = 0.0
+    status = np.full(B, -7, dtype=np.int8)
+    done = _lapack.screen_batch(np.ascontiguousarray(C), DEFAULT_TOLERANCES.screen, status)
+    assert not np.any(done[sing])
+    assert np.all(status[sing] == -7)
+    assert np.all(status[done] == MATCH)
+    # Gaussian matrices are well conditioned far above the screen almost always
+    assert done[~sing].mean() > 0.9
+    # what the screen settles, the QR decision calls a match too
+    rhs = rng.standard_normal((B, N))
+    full = statuses(C[done], rhs[done], np.linalg.norm(rhs[done], axis=1))
+    assert np.all(full == MATCH)
+
+
+def test_screen_rejects_near_singular_and_bad_shapes():
+    rng = np.random.default_rng(3)
+    C = near_singular(rng, 16, 12, RANK_HI)
+    status = np.zeros(16, dtype=np.int8)
+    assert not _lapack.screen_batch(np.ascontiguousarray(C), DEFAULT_TOLERANCES.screen, status).any()
+    with pytest.raises(ValueError, match="square"):
+        _lapack.screen_batch(np.zeros((2, 3, 4)), 1e-8, np.zeros(2, np.int8))
+    with pytest.raises(ValueError, match="status has length"):
+        _lapack.screen_batch(np.zeros((2, 3, 3)), 1e-8, np.zeros(3, np.int8))
+
+
+@pytest.mark.parametrize("N", [2, 7, 24])
+def test_screen_condition_estimate_brackets_the_true_one(N):
+    # Hager's estimate of ||A^-1||_1 is a lower bound and rarely off by more than n:
+    # true rcond <= estimate <= n * true rcond
+    rng = np.random.default_rng(100 + N)
+    B = 21
+    C = rng.standard_normal((B, N, N)) * np.logspace(0, 6, N)[None, None, :]
+    rc = np.empty(B)
+    _lapack.screen_batch(C, 1e-8, np.zeros(B, np.int8), rcond=rc)
+    true = np.array([1.0 / np.linalg.cond(c, 1) for c in C])
+    assert np.all(rc >= true * (1 - 1e-8))
+    assert np.all(rc <= true * N * 1.000001)

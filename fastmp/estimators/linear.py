@@ -16,6 +16,11 @@ from .refine import exact_status
 
 BACKENDS = ("numba", "cython")
 
+try:  # the vectorised nonsingularity screen (csrc/fastmp/_ext/screen.c)
+    from .._ext._lapack import screen_batch as _screen_c
+except ImportError:  # pragma: no cover - extension not built: the Numba LU screen serves
+    _screen_c = None
+
 
 def _decider(backend):
     if backend == "numba":
@@ -55,6 +60,38 @@ def linear_systems(model, name, mask, m, seed, start, count, with_rhs=True, tria
     return C, rhs, scale
 
 
+#: trials the screen tries first; if it settles fewer than half of them, the batch's
+#: systems are (almost surely structurally) singular and screening is skipped
+SCREEN_PROBE = 64
+
+
+def _decide_screened(C, rhs, scale, tol, out, screen):
+    """Numba backend: square systems first pass the vectorised C screen, which settles
+    the certainly nonsingular ones (a match whatever the right-hand side); the rest get
+    the Numba decision (pivoted QR). When a probe of the batch shows the screen failing
+    on most trials (a structurally singular allocation), it is skipped: it would only
+    cost time. The decisions are the same either way -- the screen answers only
+    "nonsingular", which the QR decision answers too -- so results do not depend on
+    batch size."""
+    B = C.shape[0]
+    if screen > 0.0 and _screen_c is not None and C.shape[1] == C.shape[2] and B:
+        probe = min(B, SCREEN_PROBE)
+        done = np.zeros(B, dtype=np.bool_)
+        done[:probe] = _screen_c(C[:probe], screen, out[:probe])
+        if done[:probe].mean() >= 0.5:
+            if B > probe:
+                done[probe:] = _screen_c(C[probe:], screen, out[probe:])
+        else:
+            screen = 0.0  # the per-trial LU screen would fail as well
+        rest = np.flatnonzero(~done)
+        if rest.size:
+            sub = np.empty(rest.size, dtype=np.int8)
+            _decide_numba(C[rest], rhs[rest], scale[rest], *tol, sub, screen)
+            out[rest] = sub
+        return
+    _decide_numba(C, rhs, scale, *tol, out, screen)
+
+
 def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4096,
                tolerances=DEFAULT_TOLERANCES, progress=None):
     """Per-trial status codes (int8 array of length ``trials``) of a linear allocation,
@@ -80,7 +117,7 @@ def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4
         out = status[start:start + count]
         C, rhs, scale = linear_systems(model, name, mask, m, seed, start, count, with_rhs=not lazy)
         if backend == "numba":
-            decide(C, rhs, scale, *tol, out, screen)
+            _decide_screened(C, rhs, scale, tol, out, screen)
         else:
             decide(C, rhs, scale, *tol, out)
         redo = np.flatnonzero(out == NEED_RHS) if lazy else np.empty(0, dtype=np.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import AMBIGUOUS, MATCH, NEED_RHS, NO_MATCH, jit
+from .._config import AMBIGUOUS, MATCH, MATCH_RHO_FLOOR, NEED_RHS, NO_MATCH, jit
 
 
 @jit
@@ -99,11 +99,15 @@ def decide_inplace(C, rhs, scale, rank_lo, rank_hi, res_lo, res_hi, colnorm):
         return NEED_RHS, rank, rho_min, np.inf
     res = np.sqrt(res) / scale if scale > 0.0 else np.sqrt(res)
     # Rounding leaves a tail of size ~ eps * scale / rho_min even for a consistent
-    # system (the solution has size ~ |rhs| / sigma_k): judge the tail relative to that.
+    # system (the solution has size ~ |rhs| / sigma_k): "no match" is judged relative to
+    # that. "Match" is not: an ill-conditioned system's true inconsistency can be as
+    # small as that noise (seen: rho_min = 1e-8, true tail 3e-8), so the match test
+    # floors rho_min at MATCH_RHO_FLOOR and such trials become ambiguous (exact re-decision).
+    res_match = res * max(rho_min, MATCH_RHO_FLOOR)
     res *= rho_min
     if ambiguous:
         return AMBIGUOUS, rank, rho_min, res
-    if res <= res_lo:
+    if res_match <= res_lo:
         return MATCH, rank, rho_min, res
     if res >= res_hi:
         return NO_MATCH, rank, rho_min, res

@@ -3,11 +3,20 @@
 Every trial derives its own xoshiro256** states from ``(seed, trial, stream)`` through
 SplitMix64 -- one stream per weight matrix -- so a trial's draws never depend on batch
 size, thread scheduling, worker count, or on which other matrices were drawn: the same
-seed gives the same numbers whether trials run in one batch, in many, or on a cluster. Normals come from the Box–Muller transform, two per pair of uniforms.
+seed gives the same numbers whether trials run in one batch, in many, or on a cluster.
+
+Normals come from the 256-layer ziggurat of Marsaglia & Tsang (2000), in the 64-bit form
+NumPy's legacy generator uses: one ``uint64`` per normal on ~99% of draws (8 bits pick
+the layer, 1 the sign, 52 the abscissa). It is ~6x faster than Box–Muller (no log, sqrt
+or trig on the fast path), which matters because the linear estimator's trials are only a
+few microseconds each. The tables are computed once at import from the ziggurat's
+defining equations (see :func:`_ziggurat_tables`), never typed in.
 
 All functions are Numba kernels and can be called from users' own ``@njit`` code.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -65,20 +74,76 @@ def next_uniform(s):
     return ((next_u64(s) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
+def _ziggurat_tables(layers=256, r=3.6541528853610088):
+    """Tables of the ``layers``-layer normal ziggurat with rightmost abscissa ``r``.
+
+    ``x_{L-1} = r``; every layer (the base strip includes the tail beyond ``r``) has area
+    ``v = r f(r) + int_r^inf f`` with ``f(x) = exp(-x^2/2)``; going up,
+    ``x_{i-1} = f^{-1}(v / x_i + f(x_i))``. ``v`` is computed from ``r`` (not the rounded
+    constant of the paper) so the top layer closes at ``x_0 ~ 0``. Layer ``i`` draws
+    ``x = u * w[i]`` with a 52-bit integer ``u``; ``u < k[i]`` (``x < x_{i-1}``) lies under the
+    curve for certain; ``f[i] = f(x_i)`` serves the wedge test.
+    """
+    scale = 2.0 ** 52
+    f = lambda x: math.exp(-0.5 * x * x)  # noqa: E731
+    v = r * f(r) + math.sqrt(math.pi / 2.0) * math.erfc(r / math.sqrt(2.0))
+    k = np.zeros(layers, dtype=np.uint64)
+    w = np.zeros(layers)
+    fx = np.zeros(layers)
+    q = v / f(r)  # width of the base strip's rectangle + tail
+    k[0] = np.uint64(int(r / q * scale))
+    w[0] = q / scale
+    w[layers - 1] = r / scale
+    fx[0] = 1.0
+    fx[layers - 1] = f(r)
+    dn = tn = r
+    for i in range(layers - 2, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + f(dn)))
+        k[i + 1] = np.uint64(int(dn / tn * scale))
+        tn = dn
+        fx[i] = f(dn)
+        w[i] = dn / scale
+    k[1] = np.uint64(0)  # the top layer is all wedge
+    return k, w, fx
+
+
+_ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
+_ZIG_R = 3.6541528853610088
+_ZIG_INV_R = 1.0 / _ZIG_R
+_MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
+
+
+@jit
+def next_normal(s):
+    """One N(0, 1) draw from the ziggurat (Marsaglia & Tsang 2000, 256 layers)."""
+    while True:
+        u = next_u64(s)
+        idx = u & np.uint64(0xFF)
+        u >>= np.uint64(8)
+        neg = u & np.uint64(1)
+        rabs = (u >> np.uint64(1)) & _MASK52
+        x = float(rabs) * _ZIG_W[idx]
+        if neg:
+            x = -x
+        if rabs < _ZIG_K[idx]:
+            return x  # ~99% of draws: inside the layer's rectangle under the curve
+        if idx == 0:
+            # tail beyond r (Marsaglia 1964): exponential proposals
+            while True:
+                xx = -_ZIG_INV_R * np.log(next_uniform(s))
+                yy = -np.log(next_uniform(s))
+                if yy + yy > xx * xx:
+                    return -(_ZIG_R + xx) if neg else _ZIG_R + xx
+        # wedge: accept with the exact density
+        if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * next_uniform(s) + _ZIG_F[idx] < np.exp(-0.5 * x * x):
+            return x
+
+
 @jit
 def fill_normal(s, out):
-    """Fill the 1-d array ``out`` with i.i.d. N(0, 1) draws (Box–Muller, in pairs)."""
-    n = out.shape[0]
-    i = 0
-    while i < n:
-        u1 = next_uniform(s)
-        u2 = next_uniform(s)
-        r = np.sqrt(-2.0 * np.log(u1))
-        a = 2.0 * np.pi * u2
-        out[i] = r * np.cos(a)
-        if i + 1 < n:
-            out[i + 1] = r * np.sin(a)
-        i += 2
+    """Fill the 1-d array ``out`` with i.i.d. N(0, 1) draws (ziggurat)."""
+    for i in range(out.shape[0]):
+        out[i] = next_normal(s)
 
 
 @jit

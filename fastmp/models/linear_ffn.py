@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble_columns, assemble_rhs
+from ..kernels.linear import assemble_columns1, assemble_rhs, matmul_into
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -107,22 +107,40 @@ def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
     widths = dims[1:]
     q, d = widths[0], widths[L]
     m = C.shape[1] // d
+    wmax = widths.max()
     buf = np.empty(seg_start[-1])
     Ls = np.empty((1, d, widths[which + 1]))
     Rs = np.empty((1, widths[which], m))
     P = np.empty((widths[which + 1], widths[which]))
+    # ping-pong scratch for the running products (no allocation per trial)
+    ra = np.empty(wmax * m)
+    rb = np.empty(wmax * m)
+    ga = np.empty(d * wmax)
+    gb = np.empty(d * wmax)
     for k in range(trials.shape[0]):
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2 * L]:seg_start[2 * L + 1]].reshape((q, m))
-        R = X.copy()
-        for l in range(which):
-            R = np.dot(_layer(buf, seg_start, L + l, widths, l), R)
-        G = np.eye(d)
-        for l in range(L - 1, which, -1):
-            G = np.dot(G, _layer(buf, seg_start, L + l, widths, l))
-        Ls[0] = G
-        Rs[0] = R
-        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        # R = W_{which-1} ... W_0 X  (student layers below the learned one)
+        if which == 0:
+            Rs[0] = X
+        else:
+            src = X
+            for l in range(which):
+                dst = (ra if l % 2 == 0 else rb)[:widths[l + 1] * m].reshape((widths[l + 1], m))
+                matmul_into(_layer(buf, seg_start, L + l, widths, l), src, dst)
+                src = dst
+            Rs[0] = src
+        # G = W_{L-1} ... W_{which+1}  (student layers above it; identity if none)
+        if which == L - 1:
+            Ls[0] = np.eye(d)
+        else:
+            gsrc = _layer(buf, seg_start, 2 * L - 1, widths, L - 1)
+            for i, l in enumerate(range(L - 2, which, -1)):
+                gdst = (ga if i % 2 == 0 else gb)[:d * widths[l]].reshape((d, widths[l]))
+                matmul_into(gsrc, _layer(buf, seg_start, L + l, widths, l), gdst)
+                gsrc = gdst
+            Ls[0] = gsrc
+        assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C[k])
         if with_rhs:
             h = X.copy()
             for l in range(L):

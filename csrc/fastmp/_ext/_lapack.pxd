@@ -13,6 +13,13 @@
 # AMBIGUOUS and NEED_RHS (the tests check this). NEED_RHS: scale < 0 marks a right-hand
 # side that was not drawn, and the matrix is rank-deficient. DECIDE_ERROR is returned only if LAPACK reports
 # an illegal argument (info < 0), i.e. a bad M, N, lda or lwork.
+# Smallest pivot ratio by which a "match" residual is scaled (fastmp._config
+# MATCH_RHO_FLOOR; the tests check they agree).
+cdef extern from *:
+    """
+    #define DECIDE_MATCH_RHO_FLOOR 1e-3
+    """
+    double DECIDE_MATCH_RHO_FLOOR
 cdef enum:
     DECIDE_NO_MATCH = 0
     DECIDE_MATCH = 1

@@ -22,6 +22,8 @@ wraparound, no initialised check, C division) are set once for the build in
 """
 import os
 
+import numpy as np
+
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, fabs, sqrt
@@ -46,6 +48,7 @@ NO_MATCH = DECIDE_NO_MATCH
 MATCH = DECIDE_MATCH
 AMBIGUOUS = DECIDE_AMBIGUOUS
 NEED_RHS = DECIDE_NEED_RHS
+MATCH_RHO_FLOOR = DECIDE_MATCH_RHO_FLOOR
 
 
 cdef int decide_lwork(int M, int N) noexcept nogil:
@@ -119,8 +122,10 @@ cdef int decide_system(int M, int N, double* A, int lda, double* rhs, double sca
     for i in range(k, M):
         res += rhs[i] * rhs[i]
     res = sqrt(res) / scale if scale > 0.0 else sqrt(res)
-    # judged relative to the tail rounding leaves in a consistent system,
-    # ~ eps * scale / rho_min (see fastmp._config.Tolerances)
+    # "no match" is judged relative to the tail rounding leaves in a consistent system,
+    # ~ eps * scale / rho_min; "match" only with rho_min floored at
+    # DECIDE_MATCH_RHO_FLOOR (see fastmp._config.Tolerances)
+    cdef double res_match = res * (rmin if rmin > DECIDE_MATCH_RHO_FLOOR else DECIDE_MATCH_RHO_FLOOR)
     res *= rmin
 
     if rank != NULL:
@@ -131,7 +136,7 @@ cdef int decide_system(int M, int N, double* A, int lda, double* rhs, double sca
         residual[0] = res
     if ambiguous:
         return DECIDE_AMBIGUOUS
-    if res <= res_lo:
+    if res_match <= res_lo:
         return DECIDE_MATCH
     if res >= res_hi:
         return DECIDE_NO_MATCH
@@ -273,3 +278,49 @@ def decide_one(const double[:, :] C, const double[:] rhs, double scale,
     if code == DECIDE_ERROR:
         raise RuntimeError("LAPACK rejected an argument (a bug in fastmp._ext._lapack)")
     return code, k, rmin, res
+
+
+cdef extern from "screen.h":
+    long fastmp_screen_batch(long B, int n, const double* C, double screen,
+                             signed char match_code, signed char* status,
+                             unsigned char* done, double* rcond_out) nogil
+
+
+def screen_batch(C, double screen, signed char[:] status, rcond=None):
+    """Lane-wise nonsingularity screen (``screen.c``) of the square systems ``C[b]``.
+
+    ``C`` is a C-contiguous float64 array of shape ``(B, n, n)``. Every system that is
+    certainly nonsingular -- 1-norm reciprocal condition estimate at least ``screen``,
+    LU growth at most 1e3 (the argument is in ``screen.c``) -- gets ``status[b] = MATCH``
+    (a nonsingular square system is solvable for any right-hand side). Returns a boolean
+    array of the trials settled; the others are for the pivoted QR decision. If given,
+    ``rcond`` (float64, length ``B``) receives every system's reciprocal condition
+    estimate (for tests and diagnostics).
+    """
+    cdef const double[:, :, ::1] Cv = C
+    cdef Py_ssize_t B = Cv.shape[0], n = Cv.shape[1]
+    if Cv.shape[2] != n:
+        raise ValueError(f"screen_batch needs square systems, got {n} x {Cv.shape[2]}")
+    if status.shape[0] != B:
+        raise ValueError(f"status has length {status.shape[0]}, expected {B}")
+    if n > INT_MAX:
+        raise ValueError("system too large")
+    done = np.zeros(B, dtype=np.bool_)
+    cdef unsigned char[::1] dv = done.view(np.uint8)
+    cdef long settled = 0
+    cdef double[::1] rv
+    cdef double* rp = NULL
+    if rcond is not None:
+        rv = rcond
+        if rv.shape[0] != B:
+            raise ValueError(f"rcond has length {rv.shape[0]}, expected {B}")
+        if B:
+            rp = &rv[0]
+    if B == 0 or n == 0:
+        return done
+    with nogil:
+        settled = fastmp_screen_batch(B, <int>n, &Cv[0, 0, 0], screen, DECIDE_MATCH,
+                                      &status[0], &dv[0], rp)
+    if settled < 0:
+        raise MemoryError("screen_batch could not allocate its scratch")
+    return done
