@@ -38,6 +38,12 @@ EXTENSIONS = [
         [f"{CSRC}/fastmp/_ext/_lapack.pyx"],
         include_dirs=[numpy.get_include()],
     ),
+    # the C-level API for other Cython / C codes (capi.pxd documents it)
+    Extension(
+        "fastmp._ext.capi",
+        [f"{CSRC}/fastmp/_ext/capi.pyx"],
+        include_dirs=[numpy.get_include()],
+    ),
 ]
 
 
