@@ -65,12 +65,13 @@ def draw(seed, trial, data):
                   data[16:20], data[N_DRAWS:])
 
 
-def make_plugin(allocation="diagonal", via_cfunc=False):
+def make_plugin(allocation="diagonal", via_cfunc=False, addresses=None):
     """The B.1.1 system of ``allocation`` (a key of :data:`CELLS`) as a plugin model.
 
     ``via_cfunc=True`` passes the residual and Jacobian as C function pointers (Numba
-    ``@cfunc``) through :meth:`PolynomialModel.from_addresses` -- the route a Cython
-    ``cdef`` function would take.
+    ``@cfunc``) through :meth:`PolynomialModel.from_addresses`; ``addresses=(residual,
+    jacobian)`` passes the addresses of C functions compiled elsewhere, e.g. the Cython
+    ones of ``b11_residual.pyx`` (``b11_residual.addresses(allocation)``).
     """
     (i0, j0), (i1, j1) = CELLS[allocation]
     k0, k1 = 2 * i0 + j0, 2 * i1 + j1
@@ -117,6 +118,10 @@ def make_plugin(allocation="diagonal", via_cfunc=False):
 
     name = f"B.1.1 {allocation}"
     scale = 1 / np.sqrt(2)   # W's entries are N(0, 1/2) (fan-in 2): starts at that scale
+    if addresses is not None:
+        return PolynomialModel.from_addresses(name + " (C callbacks)", 2, N_DATA, draw,
+                                              addresses[0], addresses[1], values,
+                                              start_scale=scale)
     if not via_cfunc:
         return PolynomialModel(name, n_vars=2, n_data=N_DATA, draw=draw, residual=residual,
                                jacobian=jacobian, residual_generic=values, start_scale=scale)

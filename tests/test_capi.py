@@ -6,15 +6,12 @@ compiled here against the ``.pxd`` (``examples/capi_linear.pyx``) reproduces
 The bit-identity tests are strict on purpose: if ``fastmp/kernels/rng.py`` changes its
 generator (e.g. a faster normal sampler), they fail until ``capi.pyx`` follows.
 """
-import importlib.util
-import shutil
-import sys
-import sysconfig
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cybuild import build_module
 
 import fastmp
 from fastmp import _config
@@ -114,47 +111,10 @@ def test_assemble_columns_is_bit_identical():
 
 
 # ------------------------------------------------------------- a Cython module using it
-def _include_dir():
-    """Directory holding ``fastmp/_ext/capi.pxd``: the installed package (wheel) or the
-    source tree's ``csrc/`` (in-place build, lenient editable install)."""
-    for root in (Path(fastmp.__file__).resolve().parents[1], REPO / "csrc"):
-        if (root / "fastmp" / "_ext" / "capi.pxd").is_file():
-            return root
-    pytest.fail("capi.pxd is neither installed next to fastmp._ext nor in csrc/")
-
-
-def _compiler_or_skip():
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc!r} not on PATH): cannot build a module against capi.pxd")
-
-
 @pytest.fixture(scope="module")
 def capi_linear(tmp_path_factory):
-    _compiler_or_skip()
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-
-    tmp = tmp_path_factory.mktemp("capi_build")
-    src = tmp / "capi_linear.pyx"
-    shutil.copy(REPO / "examples" / "capi_linear.pyx", src)
-    ext = Extension("capi_linear", [str(src)], include_dirs=[np.get_include()])
-    with warnings.catch_warnings():  # build tools' own deprecation chatter
-        warnings.simplefilter("ignore")
-        modules = cythonize([ext], include_path=[str(_include_dir())], quiet=True,
-                            build_dir=str(tmp / "c"))
-        dist = Distribution({"ext_modules": modules})
-        cmd = dist.get_command_obj("build_ext")
-        cmd.build_lib = str(tmp)
-        cmd.build_temp = str(tmp / "tmp")
-        cmd.ensure_finalized()
-        cmd.run()
-    [path] = list(tmp.glob("capi_linear*.so")) + list(tmp.glob("capi_linear*.pyd"))
-    spec = importlib.util.spec_from_file_location("capi_linear", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sys.modules.pop("capi_linear", None)
-    return mod
+    return build_module(REPO / "examples" / "capi_linear.pyx",
+                        tmp_path_factory.mktemp("capi_build"))
 
 
 @pytest.mark.parametrize("rows,m,expect", [

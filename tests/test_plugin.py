@@ -74,6 +74,21 @@ def test_c_callbacks_give_the_same_statuses(example):
     assert res.ambiguous == 0
 
 
+def test_cython_callbacks_give_the_same_statuses(example, tmp_path):
+    """The residual and Jacobian as Cython ``cdef ... nogil`` functions, by address."""
+    from cybuild import build_module
+    cy = build_module(REPO / "examples" / "b11_residual.pyx", tmp_path)
+    trials, seed = 150, 3
+    for name in ("diagonal", "off_diagonal"):
+        plugin = example.make_plugin(name, addresses=cy.addresses(name))
+        res = fastmp.match_probability(plugin, trials=trials, seed=seed)
+        np.testing.assert_array_equal(res.status == fastmp.MATCH,
+                                      b11_statuses(name, trials, seed))
+        assert res.ambiguous == 0
+    with pytest.raises(ValueError, match="no C functions"):
+        cy.addresses("row1")
+
+
 def test_budget_is_reported(example):
     plugin = example.make_plugin("diagonal")
     res = fastmp.match_probability(plugin, trials=50, seed=1, starts=16, adaptive=False)
