@@ -142,3 +142,27 @@ def test_cython_module_reproduces_match_probability(capi_linear, rows, m, expect
                                        backend=backend)
         np.testing.assert_array_equal(status, res.status)
     assert (status == expect).all()
+
+
+def test_functions_are_reachable_by_address():
+    """The documented route for C code and Numba: the function pointers in
+    ``__pyx_capi__`` (here called through ctypes)."""
+    import ctypes
+
+    from numba.extending import get_cython_function_address
+
+    addr = get_cython_function_address("fastmp._ext.capi", "fastmp_trial_state")
+    trial_state_c = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+                                     ctypes.POINTER(ctypes.c_uint64))(addr)
+    addr = get_cython_function_address("fastmp._ext.capi", "fastmp_fill_normal")
+    fill_normal_c = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_uint64),
+                                     ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t)(addr)
+    s = (ctypes.c_uint64 * 4)()
+    trial_state_c(7, 2**40 + 3, 5, s)
+    out = (ctypes.c_double * 11)()
+    fill_normal_c(s, out, 11)
+    np.testing.assert_array_equal(np.array(out[:]), numba_normals(7, 2**40 + 3, 5, 11))
+    assert set(capi.__pyx_capi__) >= {
+        "fastmp_trial_state", "fastmp_next_u64", "fastmp_next_uniform", "fastmp_fill_normal",
+        "fastmp_draw_segments", "fastmp_assemble_columns", "fastmp_assemble_rhs",
+        "fastmp_default_tolerances", "fastmp_decide_work_size", "fastmp_decide"}
