@@ -40,6 +40,12 @@ EXTENSIONS = [
         include_dirs=[numpy.get_include(), f"{CSRC}/fastmp/_ext"],
         depends=[f"{CSRC}/fastmp/_ext/screen.h"],
     ),
+    # the C-level API for other Cython / C codes (capi.pxd documents it)
+    Extension(
+        "fastmp._ext.capi",
+        [f"{CSRC}/fastmp/_ext/capi.pyx"],
+        include_dirs=[numpy.get_include()],
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 learnable weights (Schlisselberg & Darshan, arXiv 2502.06300)."""
 from ._config import AMBIGUOUS, MATCH, NO_MATCH, Tolerances
 from . import generators
+from . import plugins
 from .allocation import Allocation
 from .estimators import MPResult, match_probability, wilson_interval
 from .models import LRNN, LinearEstimator, LinearFFN, Model, ShallowReLU
@@ -12,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Allocation", "Classification", "LRNN", "LinearEstimator", "LinearFFN", "MPResult",
     "Model", "ShallowReLU", "Tolerances", "classify", "match_probability",
-    "wilson_interval", "MATCH", "NO_MATCH", "AMBIGUOUS", "generators",
+    "wilson_interval", "MATCH", "NO_MATCH", "AMBIGUOUS", "generators", "plugins",
 ]

@@ -27,7 +27,7 @@ def _check_int(name, value, minimum, maximum=None):
     return int(value)
 
 
-def match_probability(model, allocation, m=None, trials=1000, seed=0, method="auto",
+def match_probability(model, allocation=None, m=None, trials=1000, seed=0, method="auto",
                       backend="numba", batch_size=4096, tolerances=None, progress=None,
                       starts=64, adaptive=True):
     """Estimate ``MP(A, m)`` (Definition 2.3) by Monte Carlo over teacher, frozen weights
@@ -36,7 +36,9 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
     Parameters
     ----------
     model, allocation
-        A fastmp model and an :class:`~fastmp.Allocation` of it.
+        A fastmp model and an :class:`~fastmp.Allocation` of it; or a plugin model
+        (:class:`fastmp.plugins.PolynomialModel`) and no allocation -- its unknowns are
+        the learnable weights.
     m : int, optional
         Number of samples; defaults to ``r / d`` (equations = unknowns).
     trials, seed
@@ -69,6 +71,12 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
         ``.mp, .matches, .trials, .ci_low, .ci_high`` (Wilson 95%), ``.ambiguous`` and
         per-trial ``.status``.
     """
+    # ---- plugin models (fastmp.plugins): same search budget, plugin-supplied system
+    from ..plugins import PolynomialModel
+    if isinstance(model, PolynomialModel):
+        return _match_probability_plugin(model, allocation, m, trials, seed, method,
+                                         progress, starts, adaptive)
+    # ----
     if not isinstance(model, Model):
         raise TypeError(f"match_probability: model must be a fastmp model, got {type(model).__name__}")
     if not isinstance(allocation, Allocation):
@@ -135,3 +143,28 @@ def match_probability(model, allocation, m=None, trials=1000, seed=0, method="au
                                   adaptive=adaptive, progress=progress)
     return MPResult.from_status(status, method=info["method"], backend="numba", refined=0,
                                 budget=info, seconds=time.perf_counter() - t0, **common)
+
+
+def _match_probability_plugin(model, allocation, m, trials, seed, method, progress, starts,
+                              adaptive):
+    """MP of a plugin model by the certified search of :func:`fastmp.plugins.run_plugin`."""
+    from ..plugins import run_plugin
+    if allocation is not None:
+        raise TypeError("match_probability: a plugin model's unknowns are its learnable "
+                        "weights; pass no allocation")
+    if m is not None:
+        raise TypeError("match_probability: a plugin model fixes its samples in its draw; "
+                        "pass no m")
+    if method not in ("auto", "newton"):
+        raise ValueError(f"match_probability: method {method!r} does not apply to a plugin "
+                         "model; use 'auto' or 'newton'")
+    trials = _check_int("trials", trials, 1)
+    seed = _check_int("seed", seed, 0, 2**63 - 1)
+    starts = _check_int("starts", starts, 1)
+    t0 = time.perf_counter()
+    status, info = run_plugin(model, trials, seed, starts=starts, adaptive=adaptive,
+                              progress=progress)
+    return MPResult.from_status(status, method=info["method"], backend="numba", refined=0,
+                                budget=info, seconds=time.perf_counter() - t0,
+                                m=model.n_eq, r=model.n_vars, seed=seed, model=repr(model),
+                                allocation="all unknowns")

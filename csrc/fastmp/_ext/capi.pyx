@@ -1,0 +1,256 @@
+"""fastmp's C-level API (declarations and documentation: ``capi.pxd`` beside this file).
+
+The ``cdef`` functions are for other Cython / C codes (``from fastmp._ext.capi cimport
+...``); the Python functions below are thin test twins (scikit-learn's ``cpdef``-twin
+habit), used by ``tests/test_capi.py`` to check the C generator against the Numba one bit
+for bit and the assembly against :mod:`fastmp.kernels.linear`.
+
+This file is the only C implementation of fastmp's random streams
+(:mod:`fastmp.kernels.rng`): SplitMix64-seeded xoshiro256** per (seed, trial, stream),
+Box-Muller normals. ``log``, ``cos`` and ``sin`` are the C library's, as in Numba's
+kernels (LLVM lowers ``np.log`` etc. to the same libm calls, fastmath off), which is
+what makes the two bit-identical.
+"""
+import numpy as np
+
+from libc.math cimport cos, log, sin, sqrt, M_PI
+from libc.stdint cimport int64_t, uint64_t
+
+from fastmp._ext._lapack cimport decide_lwork, decide_system
+
+cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15ULL
+cdef uint64_t _M1 = 0xBF58476D1CE4E5B9ULL
+cdef uint64_t _M2 = 0x94D049BB133111EBULL
+cdef uint64_t _TRIAL_KEY = 0xD1B54A32D192ED03ULL
+
+# default thresholds, filled from fastmp.Tolerances() at import (see the end of the file)
+cdef double _DEFAULT_TOL[4]
+
+
+cdef inline uint64_t _splitmix64(uint64_t x) noexcept nogil:
+    cdef uint64_t z = x + _GOLDEN
+    z = (z ^ (z >> 30)) * _M1
+    z = (z ^ (z >> 27)) * _M2
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
+    return (x << k) | (x >> (64 - k))
+
+
+cdef void fastmp_trial_state(uint64_t seed, uint64_t trial, uint64_t stream,
+                             uint64_t* s) noexcept nogil:
+    cdef uint64_t key = (_splitmix64(seed) ^ _splitmix64(trial * _TRIAL_KEY)
+                         ^ _splitmix64(stream * _GOLDEN + 1))
+    cdef uint64_t x = key
+    cdef int i
+    for i in range(4):
+        x = x + _GOLDEN
+        s[i] = _splitmix64(x)
+
+
+cdef uint64_t fastmp_next_u64(uint64_t* s) noexcept nogil:
+    cdef uint64_t result = _rotl(s[1] * 5, 7) * 9
+    cdef uint64_t t = s[1] << 17
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = _rotl(s[3], 45)
+    return result
+
+
+cdef double fastmp_next_uniform(uint64_t* s) noexcept nogil:
+    return (<double>(fastmp_next_u64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+cdef void fastmp_fill_normal(uint64_t* s, double* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef double u1, u2, r, a
+    while i < n:
+        u1 = fastmp_next_uniform(s)
+        u2 = fastmp_next_uniform(s)
+        r = sqrt(-2.0 * log(u1))
+        a = 2.0 * M_PI * u2
+        out[i] = r * cos(a)
+        if i + 1 < n:
+            out[i + 1] = r * sin(a)
+        i += 2
+
+
+cdef void fastmp_draw_segments(uint64_t seed, uint64_t trial, Py_ssize_t n_seg,
+                               const int64_t* seg_start, const double* seg_scale,
+                               const unsigned char* need, double* out) noexcept nogil:
+    cdef uint64_t s[4]
+    cdef Py_ssize_t k, i
+    cdef double sc
+    for k in range(n_seg):
+        if not need[k]:
+            continue
+        fastmp_trial_state(seed, trial, <uint64_t>k, s)
+        fastmp_fill_normal(s, out + seg_start[k], seg_start[k + 1] - seg_start[k])
+        sc = seg_scale[k]
+        for i in range(seg_start[k], seg_start[k + 1]):
+            out[i] *= sc
+
+
+cdef void fastmp_assemble_columns(Py_ssize_t n_terms, Py_ssize_t d, Py_ssize_t p,
+                                  Py_ssize_t q, Py_ssize_t m, const double* Ls,
+                                  const double* Rs, Py_ssize_t r, const int64_t* alloc_i,
+                                  const int64_t* alloc_j, double* C,
+                                  Py_ssize_t ldc) noexcept nogil:
+    cdef Py_ssize_t k, a, c, t, i, j
+    cdef double acc
+    for k in range(r):
+        i = alloc_i[k]
+        j = alloc_j[k]
+        for a in range(d):
+            for c in range(m):
+                acc = 0.0
+                for t in range(n_terms):
+                    acc = acc + Ls[(t * d + a) * p + i] * Rs[(t * q + j) * m + c]
+                C[a * m + c + k * ldc] = acc
+
+
+cdef double fastmp_assemble_rhs(Py_ssize_t n_terms, Py_ssize_t d, Py_ssize_t p,
+                                Py_ssize_t q, Py_ssize_t m, const double* Ls,
+                                const double* Rs, double* P, const double* ystar,
+                                Py_ssize_t r, const int64_t* alloc_i,
+                                const int64_t* alloc_j, double* rhs,
+                                double* work) noexcept nogil:
+    cdef double* LP = work                  # d x q
+    cdef double* frozen = work + d * q      # d x m
+    cdef Py_ssize_t k, t, a, b, c, i
+    cdef double acc, ys = 0.0, fs = 0.0
+    for k in range(r):
+        P[alloc_i[k] * q + alloc_j[k]] = 0.0
+    for i in range(d * m):
+        frozen[i] = 0.0
+    for t in range(n_terms):
+        for a in range(d):
+            for b in range(q):
+                acc = 0.0
+                for i in range(p):
+                    acc = acc + Ls[(t * d + a) * p + i] * P[i * q + b]
+                LP[a * q + b] = acc
+        for a in range(d):
+            for c in range(m):
+                acc = 0.0
+                for b in range(q):
+                    acc = acc + LP[a * q + b] * Rs[(t * q + b) * m + c]
+                frozen[a * m + c] += acc
+    for a in range(d):
+        for c in range(m):
+            rhs[a * m + c] = ystar[a * m + c] - frozen[a * m + c]
+            ys += ystar[a * m + c] * ystar[a * m + c]
+            fs += frozen[a * m + c] * frozen[a * m + c]
+    return sqrt(ys) + sqrt(fs)
+
+
+cdef void fastmp_default_tolerances(double* tol) noexcept nogil:
+    cdef int i
+    for i in range(4):
+        tol[i] = _DEFAULT_TOL[i]
+
+
+cdef Py_ssize_t fastmp_decide_work_size(int M, int N) noexcept nogil:
+    cdef int kmax = M if M < N else N
+    return (kmax if kmax > 0 else 1) + decide_lwork(M, N)
+
+
+cdef int fastmp_decide(int M, int N, double* C, int ldc, double* rhs, double scale,
+                       const double* tol, int* iwork, double* work, Py_ssize_t lwork,
+                       int* rank, double* rho_min, double* residual) noexcept nogil:
+    cdef int kmax = M if M < N else N
+    cdef Py_ssize_t ntau = kmax if kmax > 0 else 1
+    if M < 0 or N < 0 or ldc < (M if M > 1 else 1) or lwork < fastmp_decide_work_size(M, N):
+        return FASTMP_ERROR
+    return decide_system(M, N, C, ldc, rhs, scale, tol[0], tol[1], tol[2], tol[3],
+                         iwork, work, work + ntau, <int>(lwork - ntau),
+                         rank, rho_min, residual)
+
+
+# ------------------------------------------------------------------ Python test twins
+NO_MATCH = FASTMP_NO_MATCH
+MATCH = FASTMP_MATCH
+AMBIGUOUS = FASTMP_AMBIGUOUS
+NEED_RHS = FASTMP_NEED_RHS
+ERROR = FASTMP_ERROR
+
+
+def trial_state(uint64_t seed, uint64_t trial, uint64_t stream):
+    """``fastmp_trial_state`` as a ``uint64`` array of length 4."""
+    out = np.empty(4, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    fastmp_trial_state(seed, trial, stream, &o[0])
+    return out
+
+
+def normals(uint64_t seed, uint64_t trial, uint64_t stream, Py_ssize_t n):
+    """``n`` normals of stream ``(seed, trial, stream)`` (``fastmp_fill_normal``)."""
+    cdef uint64_t s[4]
+    cdef double[::1] o = np.empty(max(n, 1), dtype=np.float64)
+    fastmp_trial_state(seed, trial, stream, s)
+    with nogil:
+        fastmp_fill_normal(s, &o[0], n)
+    return np.asarray(o)[:n].copy()
+
+
+def uniforms(uint64_t seed, uint64_t trial, uint64_t stream, Py_ssize_t n):
+    """``n`` uniforms of stream ``(seed, trial, stream)`` (``fastmp_next_uniform``)."""
+    cdef uint64_t s[4]
+    cdef double[::1] o = np.empty(max(n, 1), dtype=np.float64)
+    cdef Py_ssize_t i
+    fastmp_trial_state(seed, trial, stream, s)
+    for i in range(n):
+        o[i] = fastmp_next_uniform(s)
+    return np.asarray(o)[:n].copy()
+
+
+def draw_segments(uint64_t seed, uint64_t trial, const int64_t[::1] seg_start,
+                  const double[::1] seg_scale, need, double[::1] out):
+    """``fastmp_draw_segments`` on NumPy arrays (``need``: booleans per segment)."""
+    cdef Py_ssize_t n_seg = seg_scale.shape[0]
+    if seg_start.shape[0] != n_seg + 1:
+        raise ValueError("seg_start needs len(seg_scale) + 1 entries")
+    if out.shape[0] < seg_start[n_seg]:
+        raise ValueError(f"out has length {out.shape[0]}, the segments need {seg_start[n_seg]}")
+    cdef const unsigned char[::1] nd = np.ascontiguousarray(need, dtype=np.uint8)
+    if nd.shape[0] != n_seg:
+        raise ValueError("need needs one entry per segment")
+    with nogil:
+        fastmp_draw_segments(seed, trial, n_seg, &seg_start[0], &seg_scale[0], &nd[0],
+                             &out[0])
+
+
+def assemble_columns(const double[:, :, ::1] Ls, const double[:, :, ::1] Rs,
+                     const int64_t[::1] alloc_i, const int64_t[::1] alloc_j):
+    """``fastmp_assemble_columns``; returns ``C`` as a ``(d*m, r)`` array."""
+    cdef Py_ssize_t nt = Ls.shape[0], d = Ls.shape[1], p = Ls.shape[2]
+    cdef Py_ssize_t q = Rs.shape[1], m = Rs.shape[2], r = alloc_i.shape[0]
+    if Rs.shape[0] != nt or alloc_j.shape[0] != r:
+        raise ValueError("Ls, Rs or alloc_i, alloc_j disagree in length")
+    Cf = np.zeros((d * m, max(r, 1)), dtype=np.float64, order="F")
+    cdef double[::1, :] c = Cf
+    if r:
+        with nogil:
+            fastmp_assemble_columns(nt, d, p, q, m, &Ls[0, 0, 0], &Rs[0, 0, 0], r,
+                                    &alloc_i[0], &alloc_j[0], &c[0, 0], d * m)
+    return np.ascontiguousarray(Cf[:, :r])
+
+
+def default_tolerances():
+    """The four thresholds ``fastmp_default_tolerances`` hands to C callers."""
+    cdef double t[4]
+    fastmp_default_tolerances(t)
+    return (t[0], t[1], t[2], t[3])
+
+
+def _init_defaults():
+    from fastmp._config import DEFAULT_TOLERANCES
+    for i, v in enumerate(DEFAULT_TOLERANCES.as_tuple()):
+        _DEFAULT_TOL[i] = v
+
+
+_init_defaults()
