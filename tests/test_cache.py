@@ -15,8 +15,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-ENTRY_KERNELS = ("fastmp.kernels.decide.decide_batch",
-                 "fastmp.models.linear_estimator._estimator_batch")
+# the kernel every linear estimate of the LinearEstimator runs (its square systems are
+# then settled by the compiled C screen, so the Numba QR may not run at all)
+ENTRY_KERNELS = ("fastmp.models.linear_estimator._estimator_batch",)
 
 SCRIPT = r"""
 import io, json, sys
@@ -81,5 +82,6 @@ def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
     compiled_first = {k for k, st in first["stats"].items() if st["misses"]}
     compiled_second = {k for k, st in second["stats"].items() if st["misses"]}
     assert set(ENTRY_KERNELS) <= compiled_first
+
     # and the second process compiled nothing at all
     assert compiled_second == set(), compiled_second

@@ -52,8 +52,12 @@ cdef uint64_t fastmp_next_u64(uint64_t* s) noexcept nogil
 # Uniform on the open interval (0, 1) with 53 random bits (one fastmp_next_u64).
 cdef double fastmp_next_uniform(uint64_t* s) noexcept nogil
 
-# Fill out[0:n] with i.i.d. N(0, 1) draws: Box-Muller, two normals (cos, sin) per pair of
-# uniforms; an odd n discards the last sine. fastmp.kernels.rng.fill_normal.
+# One N(0, 1) draw: the 256-layer ziggurat of fastmp.kernels.rng.next_normal (one
+# fastmp_next_u64 on ~99% of draws). Valid once fastmp._ext.capi is imported (its tables
+# are filled at import).
+cdef double fastmp_next_normal(uint64_t* s) noexcept nogil
+
+# Fill out[0:n] with i.i.d. N(0, 1) draws (fastmp_next_normal). fastmp.kernels.rng.fill_normal.
 cdef void fastmp_fill_normal(uint64_t* s, double* out, Py_ssize_t n) noexcept nogil
 
 # One trial's random buffer, fastmp.kernels.rng.draw_segments: segment k is

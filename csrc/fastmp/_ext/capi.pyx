@@ -7,13 +7,14 @@ for bit and the assembly against :mod:`fastmp.kernels.linear`.
 
 This file is the only C implementation of fastmp's random streams
 (:mod:`fastmp.kernels.rng`): SplitMix64-seeded xoshiro256** per (seed, trial, stream),
-Box-Muller normals. ``log``, ``cos`` and ``sin`` are the C library's, as in Numba's
-kernels (LLVM lowers ``np.log`` etc. to the same libm calls, fastmath off), which is
-what makes the two bit-identical.
+ziggurat normals (256 layers; the tables are copied from :mod:`fastmp.kernels.rng` at
+import, so there is one definition of them). ``log`` and ``exp`` (rare ziggurat paths)
+are the C library's, as in Numba's kernels (LLVM lowers ``np.log`` etc. to the same libm
+calls, fastmath off), which is what makes the two bit-identical.
 """
 import numpy as np
 
-from libc.math cimport cos, log, sin, sqrt, M_PI
+from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 from fastmp._ext._lapack cimport decide_lwork, decide_system
@@ -25,6 +26,14 @@ cdef uint64_t _TRIAL_KEY = 0xD1B54A32D192ED03ULL
 
 # default thresholds, filled from fastmp.Tolerances() at import (see the end of the file)
 cdef double _DEFAULT_TOL[4]
+
+# ziggurat tables, filled from fastmp.kernels.rng at import (see the end of the file)
+cdef uint64_t _ZIG_K[256]
+cdef double _ZIG_W[256]
+cdef double _ZIG_F[256]
+cdef double _ZIG_R = 0.0
+cdef double _ZIG_INV_R = 0.0
+cdef uint64_t _MASK52 = 0x000FFFFFFFFFFFFFULL
 
 
 cdef inline uint64_t _splitmix64(uint64_t x) noexcept nogil:
@@ -65,18 +74,34 @@ cdef double fastmp_next_uniform(uint64_t* s) noexcept nogil:
     return (<double>(fastmp_next_u64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0)
 
 
+cdef double fastmp_next_normal(uint64_t* s) noexcept nogil:
+    cdef uint64_t u, idx, neg, rabs
+    cdef double x, xx, yy
+    while True:
+        u = fastmp_next_u64(s)
+        idx = u & 0xFF
+        u >>= 8
+        neg = u & 1
+        rabs = (u >> 1) & _MASK52
+        x = <double>rabs * _ZIG_W[idx]
+        if neg:
+            x = -x
+        if rabs < _ZIG_K[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -_ZIG_INV_R * log(fastmp_next_uniform(s))
+                yy = -log(fastmp_next_uniform(s))
+                if yy + yy > xx * xx:
+                    return -(_ZIG_R + xx) if neg else _ZIG_R + xx
+        if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * fastmp_next_uniform(s) + _ZIG_F[idx] < exp(-0.5 * x * x):
+            return x
+
+
 cdef void fastmp_fill_normal(uint64_t* s, double* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0
-    cdef double u1, u2, r, a
-    while i < n:
-        u1 = fastmp_next_uniform(s)
-        u2 = fastmp_next_uniform(s)
-        r = sqrt(-2.0 * log(u1))
-        a = 2.0 * M_PI * u2
-        out[i] = r * cos(a)
-        if i + 1 < n:
-            out[i + 1] = r * sin(a)
-        i += 2
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = fastmp_next_normal(s)
 
 
 cdef void fastmp_draw_segments(uint64_t seed, uint64_t trial, Py_ssize_t n_seg,
@@ -254,3 +279,18 @@ def _init_defaults():
 
 
 _init_defaults()
+
+
+def _load_ziggurat_tables():
+    from fastmp.kernels import rng as _rng
+    global _ZIG_R, _ZIG_INV_R
+    cdef int i
+    for i in range(256):
+        _ZIG_K[i] = <uint64_t>int(_rng._ZIG_K[i])
+        _ZIG_W[i] = float(_rng._ZIG_W[i])
+        _ZIG_F[i] = float(_rng._ZIG_F[i])
+    _ZIG_R = float(_rng._ZIG_R)
+    _ZIG_INV_R = float(_rng._ZIG_INV_R)
+
+
+_load_ziggurat_tables()
