@@ -121,26 +121,27 @@ def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2 * L]:seg_start[2 * L + 1]].reshape((q, m))
         # R = W_{which-1} ... W_0 X  (student layers below the learned one)
-        if which == 0:
-            Rs[0] = X
-        else:
-            src = X
-            for l in range(which):
-                dst = (ra if l % 2 == 0 else rb)[:widths[l + 1] * m].reshape((widths[l + 1], m))
-                matmul_into(_layer(buf, seg_start, L + l, widths, l), src, dst)
-                src = dst
-            Rs[0] = src
+        src = X
+        for l in range(which):
+            dst = (ra if l % 2 == 0 else rb)[:widths[l + 1] * m].reshape((widths[l + 1], m))
+            matmul_into(_layer(buf, seg_start, L + l, widths, l), src, dst)
+            src = dst
         # G = W_{L-1} ... W_{which+1}  (student layers above it; identity if none)
         if which == L - 1:
             Ls[0] = np.eye(d)
+            Rs[0] = src
+            assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C[k])
         else:
             gsrc = _layer(buf, seg_start, 2 * L - 1, widths, L - 1)
             for i, l in enumerate(range(L - 2, which, -1)):
                 gdst = (ga if i % 2 == 0 else gb)[:d * widths[l]].reshape((d, widths[l]))
                 matmul_into(gsrc, _layer(buf, seg_start, L + l, widths, l), gdst)
                 gsrc = gdst
-            Ls[0] = gsrc
-        assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C[k])
+            # no copies: the factors are read where they were computed
+            assemble_columns1(gsrc, src, alloc_i, alloc_j, C[k])
+            if with_rhs:
+                Ls[0] = gsrc
+                Rs[0] = src
         if with_rhs:
             h = X.copy()
             for l in range(L):

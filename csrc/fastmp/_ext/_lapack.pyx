@@ -284,6 +284,7 @@ cdef extern from "screen.h":
     long fastmp_screen_batch(long B, int n, const double* C, double screen,
                              signed char match_code, signed char* status,
                              unsigned char* done, double* rcond_out) nogil
+    long fastmp_lu_batch(long B, int n, const double* C, double* min_pivot) nogil
 
 
 def screen_batch(C, double screen, signed char[:] status, rcond=None):
@@ -324,3 +325,23 @@ def screen_batch(C, double screen, signed char[:] status, rcond=None):
     if settled < 0:
         raise MemoryError("screen_batch could not allocate its scratch")
     return done
+
+
+def lu_batch(C):
+    """LU with partial pivoting of the square systems ``C[b]`` by the screen's vectorised
+    kernel, and nothing else; returns ``min_i |u_ii|`` per system. The irreducible
+    factorisation work of a linear trial, timed by ``bench/limits.py``."""
+    cdef const double[:, :, ::1] Cv = C
+    cdef Py_ssize_t B = Cv.shape[0], n = Cv.shape[1]
+    if Cv.shape[2] != n:
+        raise ValueError(f"lu_batch needs square systems, got {n} x {Cv.shape[2]}")
+    out = np.zeros(B)
+    cdef double[::1] ov = out
+    cdef long rc = 0
+    if B == 0 or n == 0:
+        return out
+    with nogil:
+        rc = fastmp_lu_batch(B, <int>n, &Cv[0, 0, 0], &ov[0])
+    if rc < 0:
+        raise MemoryError("lu_batch could not allocate its scratch")
+    return out

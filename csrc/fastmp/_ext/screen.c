@@ -107,26 +107,10 @@ static inline void lanes_solve(const double *restrict w, const int *restrict piv
     }
 }
 
-/* Screen the L systems held in w (overwritten); ok[l] = 1 for accepted lanes. */
-FASTMP_CLONES
-static void screen_lanes(double *restrict w, idx_t n, double screen, int *restrict piv,
-                         double *restrict x, double *restrict y, double *restrict s,
-                         double *restrict z, unsigned char *restrict ok,
-                         double *restrict rcond)
+/* LU with partial pivoting of the L systems in w (overwritten), pivots in piv. */
+static inline void lanes_lu(double *restrict w, idx_t n, int *restrict piv)
 {
-    double anorm[L], lnorm[L], unorm[L], est[L], col[L], colu[L], inv[L];
-    int active[L];
-
-    for (idx_t l = 0; l < L; l++) anorm[l] = 0.0;
-    for (idx_t j = 0; j < n; j++) {
-        for (idx_t l = 0; l < L; l++) col[l] = 0.0;
-        for (idx_t i = 0; i < n; i++) {
-            const double *a = w + ((size_t)i * n + j) * L;
-            for (idx_t l = 0; l < L; l++) col[l] += fabs(a[l]);
-        }
-        for (idx_t l = 0; l < L; l++) anorm[l] = col[l] > anorm[l] ? col[l] : anorm[l];
-    }
-
+    double inv[L];
     /* LU with partial pivoting, lane-wise, in LINPACK's storage (dgefa): a row swap at
      * step k touches columns k.. only, the multipliers of earlier columns stay where
      * they were computed, and the solves apply the swaps interleaved. That halves the
@@ -174,6 +158,30 @@ static void screen_lanes(double *restrict w, idx_t n, double screen, int *restri
                 for (idx_t l = 0; l < L; l++) rowi[j * L + l] -= f[l] * rowk[j * L + l];
         }
     }
+
+}
+
+/* Screen the L systems held in w (overwritten); ok[l] = 1 for accepted lanes. */
+FASTMP_CLONES
+static void screen_lanes(double *restrict w, idx_t n, double screen, int *restrict piv,
+                         double *restrict x, double *restrict y, double *restrict s,
+                         double *restrict z, unsigned char *restrict ok,
+                         double *restrict rcond)
+{
+    double anorm[L], lnorm[L], unorm[L], est[L], col[L], colu[L];
+    int active[L];
+
+    for (idx_t l = 0; l < L; l++) anorm[l] = 0.0;
+    for (idx_t j = 0; j < n; j++) {
+        for (idx_t l = 0; l < L; l++) col[l] = 0.0;
+        for (idx_t i = 0; i < n; i++) {
+            const double *a = w + ((size_t)i * n + j) * L;
+            for (idx_t l = 0; l < L; l++) col[l] += fabs(a[l]);
+        }
+        for (idx_t l = 0; l < L; l++) anorm[l] = col[l] > anorm[l] ? col[l] : anorm[l];
+    }
+
+    lanes_lu(w, n, piv);
 
     /* ||L||_1 (unit diagonal) and ||U||_1 */
     for (idx_t l = 0; l < L; l++) lnorm[l] = unorm[l] = 0.0;
@@ -252,6 +260,51 @@ static void screen_lanes(double *restrict w, idx_t n, double screen, int *restri
     }
 }
 
+FASTMP_CLONES
+static void lu_lanes_min_pivot(double *restrict w, idx_t n, int *restrict piv,
+                               double *restrict minpiv)
+{
+    lanes_lu(w, n, piv);
+    for (idx_t l = 0; l < L; l++) minpiv[l] = INFINITY;
+    for (idx_t i = 0; i < n; i++)
+        for (idx_t l = 0; l < L; l++) {
+            double u = fabs(w[((size_t)i * n + i) * L + l]);
+            minpiv[l] = u < minpiv[l] ? u : minpiv[l];
+        }
+}
+
+/* Transpose systems g .. g+L-1 of C into lane order (short groups repeat the last). */
+static void lanes_load(double *restrict w, const double *C, long B, long g, size_t nn)
+{
+    idx_t cnt = (B - g) < L ? (idx_t)(B - g) : L;
+    const double *src[L];
+    for (idx_t l = 0; l < L; l++) src[l] = C + (size_t)(g + (l < cnt ? l : cnt - 1)) * nn;
+    for (size_t e = 0; e < nn; e++)
+        for (idx_t l = 0; l < L; l++) w[e * L + l] = src[l][e];
+}
+
+long fastmp_lu_batch(long B, int n, const double *C, double *min_pivot)
+{
+    if (n <= 0 || B <= 0) return 0;
+    size_t nn = (size_t)n * n;
+    double *w = malloc(sizeof(double) * nn * L);
+    int *piv = malloc(sizeof(int) * (size_t)n * L);
+    if (!w || !piv) {
+        free(w);
+        free(piv);
+        return -1;
+    }
+    double mp[L];
+    for (long g = 0; g < B; g += L) {
+        lanes_load(w, C, B, g, nn);
+        lu_lanes_min_pivot(w, n, piv, mp);
+        for (idx_t l = 0; l < L && g + l < B; l++) min_pivot[g + l] = mp[l];
+    }
+    free(w);
+    free(piv);
+    return B;
+}
+
 long fastmp_screen_batch(long B, int n, const double *C, double screen,
                          signed char match_code, signed char *status,
                          unsigned char *done, double *rcond_out)
@@ -272,12 +325,7 @@ long fastmp_screen_batch(long B, int n, const double *C, double screen,
     long settled = 0;
     for (long g = 0; g < B; g += L) {
         idx_t cnt = (B - g) < L ? (idx_t)(B - g) : L;
-        /* transpose into lane order; rows of unused lanes repeat the last system
-         * (accepted or not, they are never read back) */
-        const double *src[L];
-        for (idx_t l = 0; l < L; l++) src[l] = C + (size_t)(g + (l < cnt ? l : cnt - 1)) * nn;
-        for (size_t e = 0; e < nn; e++)
-            for (idx_t l = 0; l < L; l++) w[e * L + l] = src[l][e];
+        lanes_load(w, C, B, g, nn);
         screen_lanes(w, n, screen, piv, x, y, s, z, ok, rc);
         for (idx_t l = 0; l < cnt; l++) {
             if (rcond_out) rcond_out[g + l] = rc[l];

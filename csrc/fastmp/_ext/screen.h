@@ -24,6 +24,11 @@ long fastmp_screen_batch(long B, int n, const double *C, double screen,
                          signed char match_code, signed char *status,
                          unsigned char *done, double *rcond_out);
 
+/* LU with partial pivoting of the B systems (the screen's factorisation, nothing else):
+ * min_pivot[b] = min_i |u_ii| of system b. The floor of bench/limits.py. Returns B, or -1
+ * if scratch memory could not be allocated. */
+long fastmp_lu_batch(long B, int n, const double *C, double *min_pivot);
+
 #ifdef __cplusplus
 }
 #endif
