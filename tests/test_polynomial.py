@@ -130,3 +130,17 @@ def test_b11_general_solver_agrees_with_discriminant_oracle_trial_by_trial(name)
     oracle = b11_statuses(name, 400, 5)
     assert res.ambiguous == 0
     np.testing.assert_array_equal(res.status == fastmp.MATCH, oracle)
+
+
+def test_budget_limited_flag_reads_the_starts_curve():
+    from fastmp.estimators.result import MPResult
+    base = dict(m=2, r=4, seed=0, method="newton", backend="numba", model="x", allocation="y")
+    rising = MPResult.from_status(np.array([1] * 8 + [0] * 2), budget={
+        "mp_by_starts": {1: 0.1, 2: 0.3, 4: 0.5, 8: 0.8}}, **base)
+    flat = MPResult.from_status(np.array([1] * 8 + [0] * 2), budget={
+        "mp_by_starts": {1: 0.1, 2: 0.5, 4: 0.8, 8: 0.8}}, **base)
+    exact = MPResult.from_status(np.array([1, 0]), **base)
+    assert rising.budget_limited is True and "budget-limited" in str(rising)
+    assert flat.budget_limited is False and "budget-limited" not in str(flat)
+    assert exact.budget_limited is None
+    assert rising.to_dict()["budget_limited"] is True

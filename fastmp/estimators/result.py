@@ -74,14 +74,34 @@ class MPResult:
         return cls(mp=matches / trials, matches=matches, trials=trials, ci_low=lo, ci_high=hi,
                    ambiguous=int(np.count_nonzero(status == 2)), status=status, **kw)
 
+    @property
+    def budget_limited(self):
+        """For a root search: ``True`` when its last doubling of the starts per trial still
+        raised MP by more than one trial's worth (MP had not levelled off: more starts,
+        e.g. ``starts=4 * max_starts``, would likely find more roots); ``False`` when it
+        had; ``None`` for exact methods (nothing to add)."""
+        curve = self.budget.get("mp_by_starts") if self.budget else None
+        if not curve:
+            return None
+        curve = {int(k): v for k, v in curve.items()}  # keys are str after a JSON trip
+        ks = sorted(curve)
+        if len(ks) < 2:
+            return True
+        return (curve[ks[-1]] - curve[ks[-2]]) * self.trials > 1.0
+
     def to_dict(self):
         """Plain dict (JSON-serialisable; the per-trial ``status`` array is left out)."""
         d = asdict(self)
         d.pop("status")
+        d["budget_limited"] = self.budget_limited
         return d
 
     def __str__(self):
-        return (f"MP = {self.mp:.4f}  [{self.ci_low:.4f}, {self.ci_high:.4f}]  "
+        text = (f"MP = {self.mp:.4f}  [{self.ci_low:.4f}, {self.ci_high:.4f}]  "
                 f"({self.matches}/{self.trials} matches, {self.refined} decided exactly, "
                 f"{self.ambiguous} undecided; "
                 f"m={self.m}, r={self.r}, method={self.method}, backend={self.backend})")
+        if self.budget_limited:
+            text += ("\n  budget-limited: the last doubling of the starts still raised MP; "
+                     "more starts would likely find more roots")
+        return text
