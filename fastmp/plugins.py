@@ -60,7 +60,8 @@ from numba.core.dispatcher import Dispatcher
 
 from ._config import AMBIGUOUS, MATCH, NO_MATCH
 from ._config import jit as _jit
-from .estimators.polynomial import ARB_PRECISIONS, CANDIDATE_RES, MIN_ADAPTIVE_STARTS
+from .estimators.polynomial import (ARB_PRECISIONS, CANDIDATE_RES, MIN_ADAPTIVE_STARTS,
+                                     budget_exhausted, starts_curve)
 
 __all__ = ["PolynomialModel", "krawczyk_generic", "run_plugin", "PRECISIONS"]
 
@@ -429,9 +430,7 @@ def run_plugin(model, trials, seed, starts=64, adaptive=True, progress=None,
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
             progress(0)
-        quiet = (len(rounds) >= 3 and rounds[-1]["matches"] == rounds[-3]["matches"]
-                 and budget >= MIN_ADAPTIVE_STARTS)
-        if not adaptive or budget >= starts or quiet or after == trials:
+        if budget_exhausted(rounds, budget, starts, adaptive, trials):
             break
         budget = min(2 * budget, starts)
     if progress is not None:
@@ -439,11 +438,7 @@ def run_plugin(model, trials, seed, starts=64, adaptive=True, progress=None,
     status = np.full(trials, NO_MATCH, dtype=np.int8)
     status[near] = AMBIGUOUS
     status[first >= 0] = MATCH
-    curve = {}
-    k = 1
-    while k <= budget:
-        curve[k] = float(np.mean((first >= 0) & (first < k)))
-        k *= 2
+    curve = starts_curve(first, budget)
     info = {
         "method": "plugin-newton",
         "solvers": ["lm", "newton"],

@@ -152,6 +152,30 @@ def _search(progs, variables, tr, upto, solvers, max_iter):
                 tr.near_miss = True
 
 
+def budget_exhausted(rounds, budget, starts, adaptive, trials):
+    """The adaptive budget rule shared by every root search: stop at ``starts`` starts per
+    trial, when every trial matched, or once two successive doublings found nothing new
+    (one quiet doubling is not enough: Theorem-3.5 column allocations sometimes need 64
+    starts after 8) and at least ``MIN_ADAPTIVE_STARTS`` were tried. ``rounds`` lists
+    ``{"starts", "matches"}`` after each round."""
+    after = rounds[-1]["matches"]
+    quiet = (len(rounds) >= 3 and after == rounds[-3]["matches"]
+             and budget >= MIN_ADAPTIVE_STARTS)
+    return not adaptive or budget >= starts or quiet or after == trials
+
+
+def starts_curve(first, budget):
+    """MP as a function of the starts per trial, ``{1: .., 2: .., 4: .., ...}``, from the
+    index of each trial's first certified start (``-1`` for none)."""
+    first = np.asarray(first)
+    curve = {}
+    k = 1
+    while k <= budget:
+        curve[k] = float(np.mean((first >= 0) & (first < k)))
+        k *= 2
+    return curve
+
+
 def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lifted=True,
                max_iter=60, progress=None, trial_offset=0):
     """Per-trial statuses and the budget record of the certified Newton search."""
@@ -177,11 +201,7 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
             progress(0)
-        # stop once two successive doublings found nothing new (one quiet doubling is
-        # not enough: Theorem-3.5 column allocations sometimes need 64 starts after 8)
-        quiet = (len(rounds) >= 3 and rounds[-1]["matches"] == rounds[-3]["matches"]
-                 and budget >= MIN_ADAPTIVE_STARTS)
-        if not adaptive or budget >= starts or quiet or after == trials:
+        if budget_exhausted(rounds, budget, starts, adaptive, trials):
             break
         budget = min(2 * budget, starts)
     if progress is not None:
@@ -194,11 +214,7 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
             status[k] = AMBIGUOUS
     first = np.array([tr.first_match for tr in state])
     used = budget
-    curve = {}
-    k = 1
-    while k <= used:
-        curve[k] = float(np.mean((first >= 0) & (first < k)))
-        k *= 2
+    curve = starts_curve(first, used)
     info = {
         "method": "newton",
         "solvers": [f"{kind} ({side})" for side, kind in solvers],
