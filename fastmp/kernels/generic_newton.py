@@ -84,16 +84,22 @@ def newton_polish(residual, jacobian, data, x, R, J, max_iter, tol, yscale):
 
 @jit(cache=False)
 def levenberg_marquardt(residual, jacobian, data, x, R, J, max_iter, yscale):
-    """Levenberg-Marquardt on ``R(x) = 0``: ``(J^T J + lam diag(J^T J)) dx = -J^T R``,
-    step accepted when it lowers ``|R|``; ``lam`` / 3 on success, x 4 on failure. Stops
-    once ``|R| / yscale < 1e-4`` (Newton polishes from there) or when stalled. Returns
-    the relative 2-norm residual; ``x`` is updated in place."""
+    """Levenberg-Marquardt on ``R(x) = 0``: ``(J^T J + lam diag(J^T J)) dx = -J^T R``
+    with Nielsen's damping update, as :func:`fastmp.kernels.chain.levenberg_marquardt`
+    (gain ratio ``rho > 0`` accepts and sets ``lam *= max(1/3, 1 - (2 rho - 1)^3)``; a
+    rejection multiplies ``lam`` by ``nu``, doubles ``nu`` and reuses the Jacobian).
+    Stops once ``|R| / yscale < 1e-4`` (Newton polishes from there) or when stalled.
+    Returns the relative 2-norm residual; ``x`` is updated in place."""
     n_eq, r = J.shape
     residual(x, data, R)
     f = _sumsq(R)
     lam = 1e-3
+    nu = 2.0
     f_mark = f
     xn = np.empty(r)
+    A = np.empty((r, r))
+    g = np.empty(r)
+    need_jacobian = True
     for it in range(max_iter):
         if not np.isfinite(f) or np.sqrt(f) / yscale < 1e-4:
             break
@@ -101,34 +107,39 @@ def levenberg_marquardt(residual, jacobian, data, x, R, J, max_iter, yscale):
             if f > 0.9 * f_mark:
                 break  # stalled, most likely at a local minimum of |R|
             f_mark = f
-        jacobian(x, data, J)
-        A = J.T @ J
-        g = J.T @ R
+        if need_jacobian:  # R holds R(x) here: x is the start or the last accepted point
+            jacobian(x, data, J)
+            A = J.T @ J
+            g = J.T @ R
+        M = A.copy()
+        for i in range(r):
+            M[i, i] += lam * max(A[i, i], 1e-12)
+        ok = True
+        try:
+            dx = np.linalg.solve(M, -g)
+        except Exception:
+            ok = False
+            dx = np.zeros(r)
         accepted = False
-        for _ in range(12):
-            M = A.copy()
+        if ok and np.all(np.isfinite(dx)):
             for i in range(r):
-                M[i, i] += lam * max(A[i, i], 1e-12)
-            ok = True
-            try:
-                dx = np.linalg.solve(M, -g)
-            except Exception:
-                ok = False
-                dx = np.zeros(r)
-            if ok and np.all(np.isfinite(dx)):
-                for i in range(r):
-                    xn[i] = x[i] + dx[i]
-                residual(xn, data, R)
-                fn = _sumsq(R)
-                if fn < f:
-                    x[:] = xn
-                    f = fn
-                    lam = max(lam / 3.0, 1e-12)
-                    accepted = True
-                    break
-            lam *= 4.0
+                xn[i] = x[i] + dx[i]
+            residual(xn, data, R)
+            fn = _sumsq(R)
+            predicted = -2.0 * np.dot(dx, g) - np.dot(dx, A @ dx)
+            rho = (f - fn) / predicted if predicted > 0.0 else -1.0
+            if fn < f and rho > 0.0:
+                x[:] = xn
+                f = fn
+                lam = max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-12)
+                nu = 2.0
+                accepted = True
         if not accepted:
-            break
+            lam *= nu
+            nu *= 2.0
+            if lam > 1e16:
+                break
+        need_jacobian = accepted
     residual(x, data, R)
     return np.sqrt(_sumsq(R)) / yscale
 
