@@ -250,7 +250,14 @@ class DaskExecutor:
             fut = self.client.submit(fn, arg, pure=False)
             futures[fut] = key
         try:
-            for fut in distributed.as_completed(list(futures)):
+            # as_completed looks for "the current client": ours, not a global default
+            with self.client.as_current():
+                done = distributed.as_completed(list(futures))
+            while True:
+                with self.client.as_current():
+                    fut = next(done, None)
+                if fut is None:
+                    break
                 key = futures.pop(fut)
                 try:
                     value = fut.result()

@@ -576,7 +576,10 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     for key in owner.values():
         remaining[key] += 1
     timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-    with BatchLog(path, name, args, restart=restart) as log:
+    # connect first: an unreachable scheduler leaves nothing behind
+    with make_executor(workers if len(tasks) > 1 else 1, client=client, scheduler=scheduler,
+                       timeout=timeout) as executor, BatchLog(path, name, args,
+                                                              restart=restart) as log:
         for key in log.records:
             if key in owner:
                 remaining[owner[key]] -= 1
@@ -592,15 +595,13 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
                 if progress is not None:
                     progress(done[0], total)
 
-        with make_executor(workers if len(tasks) > 1 else 1, client=client,
-                           scheduler=scheduler, timeout=timeout) as executor:
-            bar = make_progress(show_progress, len(tasks), sum(t[3] for t in tasks),
-                                f"fastmp figure {name}")
-            try:
-                ran = run_batches(log, tasks, executor, bar, on_record)
-            finally:
-                if bar is not None:
-                    bar.close()
+        bar = make_progress(show_progress, len(tasks), sum(t[3] for t in tasks),
+                            f"fastmp figure {name}")
+        try:
+            ran = run_batches(log, tasks, executor, bar, on_record)
+        finally:
+            if bar is not None:
+                bar.close()
         records = dict(log.records)
 
     by_point = [[] for _ in range(total)]

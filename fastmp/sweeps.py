@@ -236,7 +236,7 @@ class BatchLog:
                 diff = _differences(old_args, self.args)
                 raise SweepError(f"{self.dir} holds a {self.name} run with different arguments "
                                  f"({diff}); use another output directory, the same "
-                                 "arguments to resume, or restart to discard it")
+                                 "arguments to resume, or restart (--restart) to discard it")
             return
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             raise SweepError(f"{self.path} has batches but no manifest; use another output "
@@ -662,15 +662,16 @@ def sweep(models, generators, ms=("auto",), trials=1000, seed=0, out=".", *,
             "adaptive": bool(adaptive)}
     path = prepare_dir(out)
     timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-    with BatchLog(path, name, args, restart=restart) as log:
-        with make_executor(workers, client=client, scheduler=scheduler,
-                           timeout=timeout) as executor:
-            bar = make_progress(progress, len(tasks), trials * len(points), f"fastmp {name}")
-            try:
-                ran = run_batches(log, tasks, executor, bar)
-            finally:
-                if bar is not None:
-                    bar.close()
+    # connect first: an unreachable scheduler leaves nothing behind
+    with make_executor(workers, client=client, scheduler=scheduler,
+                       timeout=timeout) as executor, BatchLog(path, name, args,
+                                                              restart=restart) as log:
+        bar = make_progress(progress, len(tasks), trials * len(points), f"fastmp {name}")
+        try:
+            ran = run_batches(log, tasks, executor, bar)
+        finally:
+            if bar is not None:
+                bar.close()
         records = dict(log.records)
         dropped = log.dropped
 
