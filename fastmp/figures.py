@@ -56,7 +56,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -93,10 +93,11 @@ def _check_int(name, value, minimum):
 
 
 def _check_name(name):
-    if not isinstance(name, str) or name.lower() not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
+    known = list(FIGURES) + [n for n in REGISTRY if n not in FIGURES]
+    if not isinstance(name, str) or name.lower() not in known:
+        raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(known)}")
     name = name.lower()
-    if name in _NOT_IMPLEMENTED:
+    if name not in REGISTRY:
         raise NotImplementedError(_NOT_IMPLEMENTED[name])
     return name
 
@@ -396,15 +397,21 @@ def _b11_row(spec, records):
 class FigureDef:
     """How a figure is computed, for :func:`run_figure`.
 
-    ``batches(spec)`` lists the independent batches of one point (a spec made by
-    :func:`_points`) as ``(fn, arg, trials)`` -- ``fn`` a module-level function (it runs
-    in worker processes or on Dask) returning a flat dict of JSON values; ``row(spec,
-    records)`` turns the point's batch records into its CSV row (plain JSON values: the
-    records may come back from the batch log of an earlier, interrupted run).
+    ``batches(spec)`` lists the independent batches of one point as ``(fn, arg,
+    trials)`` -- ``fn`` a module-level function (it runs in worker processes or on Dask)
+    returning a flat dict of JSON values; ``row(spec, records)`` turns the point's batch
+    records into its CSV row (plain JSON values: the records may come back from the
+    batch log of an earlier, interrupted run). ``points(ns, trials, seed, starts, ks)``
+    lists the points (dicts with at least ``figure, n, k``; default: :func:`_points`),
+    ``check_ns(ns)`` validates the sizes (default: :func:`_check_ns`), ``title`` heads
+    the plot.
     """
 
     batches: Callable
     row: Callable
+    points: Optional[Callable] = None
+    check_ns: Optional[Callable] = None
+    title: Optional[str] = None
 
 
 #: figure name -> how to compute it; a new figure registers here (:func:`register_figure`)
@@ -416,9 +423,13 @@ REGISTRY = {
 }
 
 
-def register_figure(name, batches, row):
-    """Add (or replace) figure ``name``: see :class:`FigureDef`."""
-    REGISTRY[name] = FigureDef(batches, row)
+def register_figure(name, batches, row, *, points=None, check_ns=None, title=None):
+    """Add (or replace) figure ``name`` (see :class:`FigureDef`): ``run_figure(name)``
+    and ``fastmp figure NAME`` then compute it on the batch engine (workers, Dask,
+    resume, progress) and plot it as MP against ``frac_rows`` per ``n``."""
+    if not isinstance(name, str) or not name or name != name.lower():
+        raise ValueError(f"register_figure: name must be a lower-case string, got {name!r}")
+    REGISTRY[name] = FigureDef(batches, row, points, check_ns, title)
 
 
 def _tasks(points):
@@ -482,7 +493,8 @@ def _plot(df, name, path, trials):
         ax.set_xlabel(f"fraction of {what} used, k/n")
         ax.set_xlim(0, 1.02)
     ax.set_ylabel("match probability (95% Wilson band)")
-    ax.set_title(f"{_TITLES[name]}\n{trials} trials per point", fontsize=10)
+    title = REGISTRY[name].title or _TITLES.get(name, name)
+    ax.set_title(f"{title}\n{trials} trials per point", fontsize=10)
     if name == "b11":
         ax.set_ylim(0, 1.22)
         ax.legend(fontsize=8, loc="upper center", ncol=3)
@@ -560,12 +572,13 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     starts = _check_int("starts", starts, 1)
     if progress is not None and not callable(progress):
         raise TypeError("run_figure: progress must be callable(done_points, total_points)")
-    ns = _check_ns(name, ns)
+    fdef = REGISTRY[name]
+    ns = fdef.check_ns(ns) if fdef.check_ns is not None else _check_ns(name, ns)
     if ks is not None:
         if name == "b11":
             raise ValueError("figure b11 has no k")
         ks = [_check_int("every k in ks", k, 1) for k in ks]
-    points = _points(name, ns, trials, seed, starts, ks)
+    points = (fdef.points or (lambda *a: _points(name, *a)))(ns, trials, seed, starts, ks)
     tasks, owner = _tasks(points)
     path = _prepare_out(out)
     total = len(points)
@@ -612,7 +625,7 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     df = pd.DataFrame(rows)
     ordered = list(COLUMNS) + [c for c in df.columns if c not in COLUMNS and c != "seconds"]
     df = df[ordered + ["seconds"]]
-    if name != "b11":
+    if df["k"].notna().all():
         df["k"] = df["k"].astype(int)
     csv_path = os.path.join(path, f"{name}.csv")
     png_path = os.path.join(path, f"{name}.png")

@@ -282,3 +282,37 @@ def test_cli_figure_engine_options_and_errors(capsys, tmp_path):
     _assert_one_line_error(capsys, "figure", "fig2a", "--ns", "7", "--out", str(tmp_path),
                            contains="even n")
     _assert_one_line_error(capsys, "figure", "b11", "--connect-timeout", "0", contains="positive")
+
+
+def _toy_batch(arg):
+    """Batch of the registered toy figure: MP of a full LinearEstimator row (always 1)."""
+    spec, index = arg
+    net = fastmp.LinearEstimator(q=spec["n"], d=1)
+    alloc = fastmp.Allocation(net, {"W": np.ones((1, spec["n"]), bool)})
+    res = fastmp.match_probability(net, alloc, trials=2, seed=spec["seed"] + index)
+    return dict(matches=res.matches, trials=res.trials)
+
+
+def test_register_figure_runs_a_new_figure_on_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "REGISTRY", dict(figures.REGISTRY))
+
+    def points(ns, trials, seed, starts, ks):
+        return [dict(figure="toy", n=n, k=1, trials=trials, seed=seed) for n in ns]
+
+    def batches(spec):
+        return [(_toy_batch, (spec, i), 2) for i in range(spec["trials"] // 2)]
+
+    def row(spec, records):
+        matches = sum(r["matches"] for r in records)
+        trials = sum(r["trials"] for r in records)
+        lo, hi = fastmp.wilson_interval(matches, trials)
+        return figures._row(spec, mp=matches / trials, ci_low=lo, ci_high=hi, trials=trials,
+                            matches=matches, undecided=0, method="linear", seconds=0.0)
+
+    figures.register_figure("toy", batches, row, points=points,
+                            check_ns=lambda ns: tuple(ns or (2, 3)), title="toy")
+    df = run_figure("toy", trials=4, out=tmp_path)
+    assert list(df["n"]) == [2, 3] and (df["mp"] == 1).all() and (df["trials"] == 4).all()
+    assert df.attrs["batches_run"] == 4 and (tmp_path / "toy.png").exists()
+    with pytest.raises(ValueError, match="fig3c, b11, toy"):
+        run_figure("nope", out=tmp_path)
