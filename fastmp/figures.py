@@ -29,6 +29,13 @@ allocation ``i`` and its trials use streams derived from ``(seed, figure, n, k, 
 (Wilson interval on the pooled counts). Every point depends only on its own seeds, so
 the result is the same for any number of ``workers``.
 
+**Execution.** Each allocation of a point is one batch (a theory point or a ``b11``
+allocation is one batch) of the engine of :mod:`fastmp.sweeps`: batches run in this
+process, in ``workers`` processes or on Dask (``client=``/``scheduler=``), stream to
+``out/NAME.batches.jsonl`` as they finish, and a rerun with the same arguments resumes
+from there (``out/NAME.manifest.json`` holds the arguments). A new figure plugs in with
+:func:`register_figure`.
+
 **fig3a's k.** ``k`` used rows per layer (columns for ``W1``), capped by what the layer
 has: ``W1`` (n x 4) uses ``min(k, 4)`` columns, ``W3`` (6 x n) ``min(k, 6)`` rows. A layer
 holds 8 weights, so it cannot use more than 8 rows: for ``k > 8`` the 8 weights are

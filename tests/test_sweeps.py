@@ -323,3 +323,23 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_rows(capsys, tmp
                                   _numbers(pd.read_csv(clean / "sweep.csv")))
     pd.testing.assert_frame_equal(_batches(killed / "sweep.batches.jsonl"),
                                   _batches(clean / "sweep.batches.jsonl"))
+
+
+@pytest.mark.slow
+def test_lost_dask_worker_costs_only_its_batch(tmp_path):
+    """A Dask worker process killed (SIGKILL) while running a batch: the scheduler reruns
+    that batch on another worker and every batch is recorded exactly once."""
+    distributed = pytest.importorskip("distributed")
+    from fastmp.executors import DaskExecutor
+
+    marker = str(tmp_path / "died")
+    tasks = [(f"0/{v}", _square_or_die_once, (v, marker), 1) for v in range(8)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        with BatchLog(str(tmp_path), "loss", {"k": 1}) as log:
+            ran = run_batches(log, tasks, DaskExecutor(client))
+    assert ran == 8 and os.path.exists(marker)
+    recs = [json.loads(line) for line in (tmp_path / "loss.batches.jsonl").read_text().splitlines()]
+    assert sorted(r["value"] for r in recs) == list(range(8))
+    assert all(r["square"] == r["value"] ** 2 for r in recs)
