@@ -332,7 +332,7 @@ def _fig2_alloc_batch(arg):
 
 def _fig2_batches(spec):
     if spec["k"] < _fig2_kmin(spec["figure"], spec["n"]):
-        return [(_fig2_theory_batch, spec, spec["trials"])]
+        return [(_fig2_theory_batch, spec, 0)]  # decided by theory: no trials to run
     return [(_fig2_alloc_batch, (spec, i), t) for i, t in enumerate(_split_trials(spec["trials"]))]
 
 
@@ -405,7 +405,8 @@ class FigureDef:
     """How a figure is computed, for :func:`run_figure`.
 
     ``batches(spec)`` lists the independent batches of one point as ``(fn, arg,
-    trials)`` -- ``fn`` a module-level function (it runs in worker processes or on Dask)
+    trials)`` (``trials``: the Monte Carlo trials it runs, for the progress bar's rate
+    and time left) -- ``fn`` a module-level function (it runs in worker processes or on Dask)
     returning a flat dict of JSON values; ``row(spec, records)`` turns the point's batch
     records into its CSV row (plain JSON values: the records may come back from the
     batch log of an earlier, interrupted run). ``points(ns, trials, seed, starts, ks)``
