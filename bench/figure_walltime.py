@@ -36,7 +36,8 @@ one core. CPU time is what the engine controls: two workers used 55.1 vs 50.3-51
 +0-6%, most of it the start-up of the two spawned workers (~2.5 s each). The one 2-worker
 run that got 1.64 cores was 2.08x faster than the best 1-worker run (which got 0.80).
 ``--trials 1000`` was not run: extrapolating these CPU times, fig3a takes ~17 CPU minutes
-and fig2a (n = 8, 12, 16; n = 16 dominates with ~3 s per missed trial at 64 starts) hours.
+and fig2a (n = 8, 12, 16; its 13 n = 16 points took 2-6 s wall per 2 trials each at 64
+starts under this load) hours.
 """
 from __future__ import annotations
 
