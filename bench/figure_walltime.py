@@ -33,7 +33,8 @@ fig2a ``--trials 10 --ns 8,12`` (x2)   31.4 s      15.1 s      0.80 / 1.64
 The 1 -> 2 speed-up could not be measured fairly: the 2-worker runs mostly got less than
 one core. CPU time is what the engine controls: two workers used 55.1 vs 50.3-51.9 CPU s
 (fig3a, 50 trials), 209.5 vs 197.6 (fig3a, 200) and 24.7-25.2 vs 23.5-25.2 (fig2a, 10):
-+0-6%, most of it the start-up of the two spawned workers (~2.5 s each). The one 2-worker
++0-6%, much of it the start-up of the spawned workers (a 1-trial ``fig3a --ns 6`` run took
+3.1 s with 1 worker, 5.8 s with 2). The one 2-worker
 run that got 1.64 cores was 2.08x faster than the best 1-worker run (which got 0.80).
 ``--trials 1000`` was not run: extrapolating these CPU times, fig3a takes ~17 CPU minutes
 and fig2a (n = 8, 12, 16; its 13 n = 16 points took 2-6 s wall per 2 trials each at 64
