@@ -343,3 +343,23 @@ def test_lost_dask_worker_costs_only_its_batch(tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "loss.batches.jsonl").read_text().splitlines()]
     assert sorted(r["value"] for r in recs) == list(range(8))
     assert all(r["square"] == r["value"] ** 2 for r in recs)
+
+
+def test_cli_sweep_on_a_scheduler_address(capsys, tmp_path):
+    """``--scheduler tcp://...`` connects to a running scheduler (here a LocalCluster's)
+    and gives the rows of the local run."""
+    distributed = pytest.importorskip("distributed")
+    argv = ["sweep", "--model", "ffn:4-8-8-6", "--gen", "budget:param=W2", "--m", "4",
+            "--trials", "12", "--batch-size", "4"]
+    assert _cli(capsys, *argv, "--out", str(tmp_path / "local"))[0] == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None, protocol="tcp://",
+                                  host="127.0.0.1") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        rc, out, err = _cli(capsys, *argv, "--out", str(tmp_path / "dask"),
+                            "--scheduler", address, "--connect-timeout", "5")
+    assert rc == 0, err
+    assert "batches: 3 computed, 0 resumed" in out
+    pd.testing.assert_frame_equal(_numbers(pd.read_csv(tmp_path / "dask" / "sweep.csv")),
+                                  _numbers(pd.read_csv(tmp_path / "local" / "sweep.csv")))
