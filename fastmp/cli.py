@@ -8,6 +8,8 @@ Examples::
     fastmp estimate lrnn:n=8,T=4,b=1,d=2 --mask-file alloc.json
     fastmp classify lrnn:n=8,T=4,b=1,d=2 --alloc thm35 --by columns --json
     fastmp figure fig2b --trials 200 --ns 8,12 --out results --workers 2
+    fastmp sweep --model lrnn:n=8,T=4,b=1,d=4 --gen rows:param=W,k=4 --gen rows:param=W,k=6 \
+        --m 4 --trials 1000 --out sweep1 --workers 2          # rerun the same line to resume
 
 Every error -- a bad argument or a library error -- is reported as one line
 ``fastmp: error: <message>`` on stderr with exit status 2.
@@ -94,7 +96,9 @@ def _message(exc):
     if isinstance(exc, json.JSONDecodeError):
         return f"invalid JSON: {exc}"
     msg = str(exc)
-    if isinstance(exc, (ValueError, TypeError, NotImplementedError, OSError, ImportError)):
+    from .executors import ExecutorError
+    if isinstance(exc, (ValueError, TypeError, NotImplementedError, OSError, ImportError,
+                        ExecutorError)):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
@@ -115,6 +119,16 @@ def _int_type(minimum):
 
 _positive = _int_type(1)
 _nonnegative = _int_type(0)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 # ---------------------------------------------------------------------------- models
@@ -586,21 +600,28 @@ def _int_list(option, text):
     return out
 
 
+def _show_progress(args, stderr):
+    return _isatty(stderr) if args.progress is None else args.progress
+
+
+def _interrupted(stderr, out):
+    stderr.write(f"\nfastmp: error: interrupted; finished batches are saved in {out}: rerun "
+                 "the same command to resume\n")
+    return 130
+
+
 def cmd_figure(args, stdout, stderr):
     from .figures import run_figure
 
     ns = _int_list("--ns", args.ns) if args.ns is not None else None
     ks = _int_list("--ks", args.ks) if args.ks is not None else None
-    progress = None
-    if _isatty(stderr):
-        def progress(done, total):
-            stderr.write(f"\rfastmp: figure {args.name}: {done}/{total} points")
-            if done == total:
-                stderr.write("\n")
-            stderr.flush()
-    df = run_figure(args.name, trials=args.trials, seed=args.seed, out=args.out,
-                    workers=args.workers, progress=progress, ns=ns, ks=ks,
-                    starts=args.starts)
+    try:
+        df = run_figure(args.name, trials=args.trials, seed=args.seed, out=args.out,
+                        workers=args.workers, ns=ns, ks=ks, starts=args.starts,
+                        scheduler=args.scheduler, connect_timeout=args.connect_timeout,
+                        show_progress=_show_progress(args, stderr), restart=args.restart)
+    except KeyboardInterrupt:
+        return _interrupted(stderr, args.out)
     if "allocation" in df.columns:
         cols = ["allocation", "mp", "ci_low", "ci_high", "oracle_mp", "paper_mp", "trials",
                 "disagree", "method"]
@@ -608,8 +629,64 @@ def cmd_figure(args, stdout, stderr):
         cols = ["n", "k", "frac_rows", "mp", "ci_low", "ci_high", "trials", "matches",
                 "undecided", "method"]
     stdout.write(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    if df.attrs["batches_resumed"]:
+        stdout.write(f"resumed {df.attrs['batches_resumed']} finished batches, computed "
+                     f"{df.attrs['batches_run']}\n")
     stdout.write(f"wrote {df.attrs['csv']}\nwrote {df.attrs['png']}\n")
     return EXIT_OK
+
+
+def cmd_sweep(args, stdout, stderr):
+    from .sweeps import sweep
+
+    if not args.model:
+        raise CLIError("sweep needs at least one --model (e.g. --model lrnn:n=8,T=4,b=1,d=4)")
+    if not args.gen:
+        raise CLIError("sweep needs at least one --gen (e.g. --gen rows:param=W,k=4)")
+    models = [parse_model(m) for m in args.model]
+    ms = []
+    for t in (t.strip() for t in args.m.split(",")):
+        if t.lower() == "auto":
+            ms.append("auto")
+            continue
+        try:
+            value = int(t)
+        except ValueError:
+            raise CLIError(f"--m: expected integers or 'auto' separated by commas, got {t!r}") from None
+        if value < 1:
+            raise CLIError(f"--m: m must be >= 1, got {value}")
+        ms.append(value)
+    try:
+        df = sweep(models, args.gen, ms, trials=args.trials, seed=args.seed, out=args.out,
+                   batch_size=args.batch_size, trials_per_alloc=args.trials_per_alloc,
+                   method=args.method, starts=args.starts, adaptive=args.adaptive,
+                   workers=args.workers, scheduler=args.scheduler,
+                   connect_timeout=args.connect_timeout,
+                   progress=_show_progress(args, stderr), name=args.name,
+                   restart=args.restart)
+    except KeyboardInterrupt:
+        return _interrupted(stderr, args.out)
+    cols = ["model", "generator", "m", "r", "mp", "ci_low", "ci_high", "trials", "matches",
+            "undecided", "method"]
+    stdout.write(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    a = df.attrs
+    stdout.write(f"batches: {a['batches_run']} computed, {a['batches_resumed']} resumed\n"
+                 f"wrote {a['csv']}\nwrote {a['batches']}\n")
+    return EXIT_OK
+
+
+def _add_execution_options(p, what):
+    p.add_argument("--workers", type=_positive, default=1, metavar="W",
+                   help="local worker processes (default 1; results do not depend on it)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="run the batches on a Dask cluster: scheduler address, e.g. "
+                        "tcp://host:8786 (needs dask.distributed; --workers is ignored)")
+    p.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SEC",
+                   help="seconds to wait for --scheduler to answer (default 10)")
+    p.add_argument("--restart", action="store_true",
+                   help=f"discard an earlier {what} in --out instead of resuming it")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
 
 
 # ---------------------------------------------------------------------------- parser
@@ -701,7 +778,8 @@ def build_parser():
 
     fig = sub.add_parser("figure", help="reproduce a figure of the paper (CSV + PNG)",
                          description="Reproduce a figure of the paper: writes DIR/NAME.csv and "
-                                     "DIR/NAME.png. NAME: fig2a, fig2b (LRNN, learn W), fig3a "
+                                     "DIR/NAME.png (rerunning the same command resumes from DIR/NAME.batches.jsonl). "
+                                     "NAME: fig2a, fig2b (LRNN, learn W), fig3a "
                                      "(3-layer linear FFN), b11 (Appendix B.1.1); fig3b, fig3c "
                                      "(ShallowReLU) are not implemented yet.",
                          allow_abbrev=False)
@@ -712,8 +790,7 @@ def build_parser():
                      help="seed (default 0); every point derives its own streams from it")
     fig.add_argument("--out", default=".", metavar="DIR",
                      help="output directory, created if missing (default .)")
-    fig.add_argument("--workers", type=_positive, default=1, metavar="W",
-                     help="worker processes (default 1; results do not depend on it)")
+    _add_execution_options(fig, "run of this figure")
     fig.add_argument("--ns", metavar="N1,N2",
                      help="network sizes n (default 8,12,16; not for b11)")
     fig.add_argument("--ks", metavar="K1,K2",
@@ -722,6 +799,54 @@ def build_parser():
                      help="newton: S random starts per unmatched trial (default 64; "
                           "misses are budget-limited, more starts can raise MP)")
     fig.set_defaults(func=cmd_figure)
+
+    sw = sub.add_parser(
+        "sweep", help="resumable sweep over models x generators x m (CSV + JSONL)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        description="Run the grid MODELS x GENERATORS x M in batches of trials. Finished "
+                    "batches stream to OUT/NAME.batches.jsonl (fsync'd one by one); "
+                    "OUT/NAME.csv gets one row per point at the end. Rerunning the same "
+                    "command resumes: finished batches are not recomputed, interrupted "
+                    "ones are redone. Results depend only on --seed and the arguments.",
+        epilog=_MODEL_HELP + """
+
+generators (--gen NAME or NAME:key=value,...):
+  rows:param=W,k=4[,r=R][,axis=columns]   r (default d*m) weights in exactly k rows
+  thm31                                    decoder, m weights per row (Theorem 3.1)
+  thm35[:by=columns]                       LRNN W meeting Theorem 3.5
+  budget:param=W2[,maximal=1]              d*m weights within Theorem 3.2/4.1 budgets
+  full:param=D                             every weight of the parameter""")
+    sw.add_argument("--model", action="append", metavar="MODEL",
+                    help="a model (repeat for several), e.g. lrnn:n=8,T=4,b=1,d=4")
+    sw.add_argument("--gen", action="append", metavar="GEN",
+                    help="an allocation generator (repeat for several), e.g. rows:param=W,k=4")
+    sw.add_argument("--m", default="auto", metavar="M1,M2",
+                    help="numbers of samples, or auto (the generator's choice, then r/d; "
+                         "default auto)")
+    sw.add_argument("--trials", type=_positive, default=1000, metavar="N",
+                    help="trials per point (default 1000)")
+    sw.add_argument("--seed", type=_nonnegative, default=0, metavar="S",
+                    help="seed (default 0)")
+    sw.add_argument("--out", default=".", metavar="DIR",
+                    help="output directory, created if missing (default .)")
+    sw.add_argument("--name", default="sweep", metavar="NAME",
+                    help="stem of the output files (default sweep)")
+    sw.add_argument("--batch-size", type=_positive, default=100, metavar="B",
+                    help="trials per batch, the unit of streaming and resume (default 100; "
+                         "results do not depend on it)")
+    sw.add_argument("--trials-per-alloc", type=_positive, default=1, metavar="A",
+                    help="consecutive trials sharing one random allocation (default 1: a "
+                         "new allocation every trial, as in App. E.2); must divide "
+                         "--batch-size")
+    sw.add_argument("--method", choices=("auto", "linear", "newton", "theorem35", "relu-exact"),
+                    default="auto", help="as for fastmp estimate (default auto)")
+    sw.add_argument("--starts", type=_positive, default=64, metavar="S",
+                    help="newton: random starts per unmatched trial (default 64)")
+    sw.add_argument("--adaptive", action="store_true",
+                    help="newton: stop early once doubling the starts finds no new match "
+                         "(judged within each allocation's trials)")
+    _add_execution_options(sw, "sweep of this name")
+    sw.set_defaults(func=cmd_sweep)
     return parser
 
 
@@ -735,8 +860,8 @@ def main(argv=None, *, stdout=None, stderr=None):
             parser = build_parser()
             args = parser.parse_args(argv)
             if args.command is None:
-                raise CLIError("no command given; choose one of estimate, classify, figure "
-                               "(fastmp -h for help)")
+                raise CLIError("no command given; choose one of estimate, classify, figure, "
+                               "sweep (fastmp -h for help)")
             return args.func(args, stdout, stderr)
         except SystemExit as exc:  # -h / --version
             code = exc.code

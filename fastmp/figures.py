@@ -29,6 +29,13 @@ allocation ``i`` and its trials use streams derived from ``(seed, figure, n, k, 
 (Wilson interval on the pooled counts). Every point depends only on its own seeds, so
 the result is the same for any number of ``workers``.
 
+**Execution.** Each allocation of a point is one batch (a theory point or a ``b11``
+allocation is one batch) of the engine of :mod:`fastmp.sweeps`: batches run in this
+process, in ``workers`` processes or on Dask (``client=``/``scheduler=``), stream to
+``out/NAME.batches.jsonl`` as they finish, and a rerun with the same arguments resumes
+from there (``out/NAME.manifest.json`` holds the arguments). A new figure plugs in with
+:func:`register_figure`.
+
 **fig3a's k.** ``k`` used rows per layer (columns for ``W1``), capped by what the layer
 has: ``W1`` (n x 4) uses ``min(k, 4)`` columns, ``W3`` (6 x n) ``min(k, 6)`` rows. A layer
 holds 8 weights, so it cannot use more than 8 rows: for ``k > 8`` the 8 weights are
@@ -50,11 +57,13 @@ share that seed (common random numbers).
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
-import tempfile
 import time
 import zlib
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -91,10 +100,11 @@ def _check_int(name, value, minimum):
 
 
 def _check_name(name):
-    if not isinstance(name, str) or name.lower() not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
+    known = list(FIGURES) + [n for n in REGISTRY if n not in FIGURES]
+    if not isinstance(name, str) or name.lower() not in known:
+        raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(known)}")
     name = name.lower()
-    if name in _NOT_IMPLEMENTED:
+    if name not in REGISTRY:
         raise NotImplementedError(_NOT_IMPLEMENTED[name])
     return name
 
@@ -131,22 +141,9 @@ def _check_ns(name, ns):
 
 def _prepare_out(out):
     """Create ``out`` if missing and check that a file can be written in it."""
-    try:
-        path = os.fspath(out)
-    except TypeError:
-        raise TypeError(f"run_figure: out must be a path, got {out!r}") from None
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot write to {path}: {exc.strerror or exc}") from None
-    if not os.path.isdir(path):
-        raise ValueError(f"cannot write to {path}: not a directory")
-    try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".fastmp-write-test-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot write to {path}: {exc.strerror or exc}") from None
-    return path
+    from .sweeps import prepare_dir
+
+    return prepare_dir(out, who="run_figure")
 
 
 # ---------------------------------------------------------------------------- seeds
@@ -260,29 +257,39 @@ def _row(spec, **kw):
     return row
 
 
-def _pooled(spec, net, make_allocation, r, m):
-    from .estimators import match_probability, wilson_interval
+def _alloc_batch(spec, index, net, make_allocation, m):
+    """Trials of allocation ``index`` of a pooled point: one batch of the engine."""
+    from .estimators import match_probability
 
     t0 = time.perf_counter()
-    matches = done = undecided = half = 0
-    methods, max_starts = set(), 0
-    counts = _split_trials(spec["trials"])
-    for i, t in enumerate(counts):
-        rng, trial_seed = _point_seeds(spec["seed"], spec["figure"], spec["n"], spec["k"], i)
-        alloc = make_allocation(rng)
-        res = match_probability(net, alloc, m=m, trials=t, seed=trial_seed,
-                                starts=spec["starts"], adaptive=False)
-        matches += res.matches
-        done += res.trials
-        undecided += res.ambiguous
-        methods.add(res.method)
-        max_starts = max(max_starts, int(res.budget.get("max_starts", 0)))
-        half += _matches_within(res, spec["starts"] // 2)
+    t = _split_trials(spec["trials"])[index]
+    rng, trial_seed = _point_seeds(spec["seed"], spec["figure"], spec["n"], spec["k"], index)
+    alloc = make_allocation(rng)
+    res = match_probability(net, alloc, m=m, trials=t, seed=trial_seed,
+                            starts=spec["starts"], adaptive=False)
+    return dict(figure=spec["figure"], n=spec["n"], k=spec["k"], alloc_index=index,
+                trials=res.trials, matches=res.matches, undecided=res.ambiguous,
+                method=res.method, max_starts=int(res.budget.get("max_starts", 0)),
+                half_matches=_matches_within(res, spec["starts"] // 2),
+                seconds=time.perf_counter() - t0)
+
+
+def _pooled(records, r, m):
+    """Pool the allocation batches of one point (in allocation order)."""
+    from .estimators import wilson_interval
+
+    records = sorted(records, key=lambda rec: rec["alloc_index"])
+    matches = sum(rec["matches"] for rec in records)
+    done = sum(rec["trials"] for rec in records)
+    half = sum(rec["half_matches"] for rec in records)
     lo, hi = wilson_interval(matches, done)
     return dict(mp=matches / done, ci_low=lo, ci_high=hi, trials=done, matches=matches,
-                undecided=undecided, method="+".join(sorted(methods)), n_alloc=len(counts),
-                r=r, m=m, max_starts=max_starts, mp_half_starts=half / done,
-                seconds=time.perf_counter() - t0)
+                undecided=sum(rec["undecided"] for rec in records),
+                method="+".join(sorted({rec["method"] for rec in records})),
+                n_alloc=len(records), r=r, m=m,
+                max_starts=max(rec["max_starts"] for rec in records),
+                mp_half_starts=half / done,
+                seconds=math.fsum(rec["seconds"] for rec in records))
 
 
 def _matches_within(res, budget):
@@ -295,41 +302,70 @@ def _matches_within(res, budget):
     return int(round(curve[max(keys, key=int)] * res.trials)) if keys else 0
 
 
-def _fig2_point(spec):
+def _fig2_theory_batch(spec):
+    """Below r/(Tb) rows no allocation respects Tb per row: Theorem 3.4 says minimal.
+    Confirmed on one allocation with the row cap lifted (no sampling needed)."""
     from .generators import random_in_rows
     from .theory import classify
 
     name, n, k = spec["figure"], spec["n"], spec["k"]
     net, r, m = _fig2_model(name, n)
+    t0 = time.perf_counter()
+    rng, _ = _point_seeds(spec["seed"], name, n, k, 0)
+    alloc = random_in_rows(net, "W", r, k, rng, row_cap=n)
+    c = classify(net, alloc, m=m)
+    if c.kind != "minimal":
+        raise RuntimeError(f"{name}: allocation on k = {k} < r/(Tb) rows of n = {n} was "
+                           f"classified {c.kind!r}, expected minimal (Theorem 3.4)")
+    return dict(figure=name, n=n, k=k, method=f"theory ({c.rule})",
+                seconds=time.perf_counter() - t0)
+
+
+def _fig2_alloc_batch(arg):
+    from .generators import random_in_rows
+
+    spec, index = arg
+    net, r, m = _fig2_model(spec["figure"], spec["n"])
+    k = spec["k"]
+    return _alloc_batch(spec, index, net, lambda rng: random_in_rows(net, "W", r, k, rng), m)
+
+
+def _fig2_batches(spec):
+    if spec["k"] < _fig2_kmin(spec["figure"], spec["n"]):
+        return [(_fig2_theory_batch, spec, 0)]  # decided by theory: no trials to run
+    return [(_fig2_alloc_batch, (spec, i), t) for i, t in enumerate(_split_trials(spec["trials"]))]
+
+
+def _fig2_row(spec, records):
+    net, r, m = _fig2_model(spec["figure"], spec["n"])
     extra = dict(model=repr(net), T=net.T, d=net.d)
-    if k < _fig2_kmin(name, n):
-        # below r/(Tb) rows no allocation respects Tb per row: Theorem 3.4 says minimal.
-        # Confirm on one allocation with the row cap lifted (no sampling needed).
-        t0 = time.perf_counter()
-        rng, _ = _point_seeds(spec["seed"], name, n, k, 0)
-        alloc = random_in_rows(net, "W", r, k, rng, row_cap=n)
-        c = classify(net, alloc, m=m)
-        if c.kind != "minimal":
-            raise RuntimeError(f"{name}: allocation on k = {k} < r/(Tb) rows of n = {n} was "
-                               f"classified {c.kind!r}, expected minimal (Theorem 3.4)")
+    if len(records) == 1 and records[0]["method"].startswith("theory"):
+        rec = records[0]
         return _row(spec, mp=0.0, ci_low=0.0, ci_high=0.0, trials=spec["trials"], matches=0,
-                    undecided=0, method=f"theory ({c.rule})", n_alloc=1, r=r, m=m,
-                    max_starts=0, mp_half_starts=0.0, seconds=time.perf_counter() - t0,
-                    **extra)
-    res = _pooled(spec, net, lambda rng: random_in_rows(net, "W", r, k, rng), r, m)
-    return _row(spec, **res, **extra)
+                    undecided=0, method=rec["method"], n_alloc=1, r=r, m=m, max_starts=0,
+                    mp_half_starts=0.0, seconds=rec["seconds"], **extra)
+    return _row(spec, **_pooled(records, r, m), **extra)
 
 
-def _fig3a_point(spec):
-    n, k = spec["n"], spec["k"]
-    net = _fig3a_model(n)
-    r = 3 * FIG3A_PER_LAYER
-    res = _pooled(spec, net, lambda rng: _fig3a_allocation(net, k, rng), r, FIG3A_M)
-    lims = "/".join(str(v) for v in _fig3a_limits(net, k))
+def _fig3a_alloc_batch(arg):
+    spec, index = arg
+    net = _fig3a_model(spec["n"])
+    k = spec["k"]
+    return _alloc_batch(spec, index, net, lambda rng: _fig3a_allocation(net, k, rng), FIG3A_M)
+
+
+def _fig3a_batches(spec):
+    return [(_fig3a_alloc_batch, (spec, i), t) for i, t in enumerate(_split_trials(spec["trials"]))]
+
+
+def _fig3a_row(spec, records):
+    net = _fig3a_model(spec["n"])
+    res = _pooled(records, 3 * FIG3A_PER_LAYER, FIG3A_M)
+    lims = "/".join(str(v) for v in _fig3a_limits(net, spec["k"]))
     return _row(spec, **res, model=repr(net), d=net.d, layer_k=lims)
 
 
-def _b11_point(spec):
+def _b11_batch(spec):
     from .estimators import match_probability, wilson_interval
     from .generators import b11_allocations
     from .theory.b11 import b11_statuses
@@ -342,7 +378,7 @@ def _b11_point(spec):
     oracle = b11_statuses(name, trials, seed)  # = fastmp.theory.b11.b11_mp, trial by trial
     ok = int(oracle.sum())
     olo, ohi = wilson_interval(ok, trials)
-    return _row(spec, mp=res.mp, ci_low=res.ci_low, ci_high=res.ci_high, trials=res.trials,
+    return dict(mp=res.mp, ci_low=res.ci_low, ci_high=res.ci_high, trials=res.trials,
                 matches=res.matches, undecided=res.ambiguous, method=res.method,
                 allocation=name, oracle_mp=ok / trials, oracle_ci_low=olo, oracle_ci_high=ohi,
                 oracle_matches=ok,
@@ -354,14 +390,65 @@ def _b11_point(spec):
                 seconds=time.perf_counter() - t0)
 
 
-def _run_point(spec):
-    """Compute one point (top level: runs in worker processes)."""
-    fig = spec["figure"]
-    if fig in ("fig2a", "fig2b"):
-        return _fig2_point(spec)
-    if fig == "fig3a":
-        return _fig3a_point(spec)
-    return _b11_point(spec)
+def _b11_batches(spec):
+    return [(_b11_batch, spec, spec["trials"])]
+
+
+def _b11_row(spec, records):
+    (rec,) = records
+    return _row(spec, **{k: v for k, v in rec.items() if k != "key"})
+
+
+# ---------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class FigureDef:
+    """How a figure is computed, for :func:`run_figure`.
+
+    ``batches(spec)`` lists the independent batches of one point as ``(fn, arg,
+    trials)`` (``trials``: the Monte Carlo trials it runs, for the progress bar's rate
+    and time left) -- ``fn`` a module-level function (it runs in worker processes or on Dask)
+    returning a flat dict of JSON values; ``row(spec, records)`` turns the point's batch
+    records into its CSV row (plain JSON values: the records may come back from the
+    batch log of an earlier, interrupted run). ``points(ns, trials, seed, starts, ks)``
+    lists the points (dicts with at least ``figure, n, k``; default: :func:`_points`),
+    ``check_ns(ns)`` validates the sizes (default: :func:`_check_ns`), ``title`` heads
+    the plot.
+    """
+
+    batches: Callable
+    row: Callable
+    points: Optional[Callable] = None
+    check_ns: Optional[Callable] = None
+    title: Optional[str] = None
+
+
+#: figure name -> how to compute it; a new figure registers here (:func:`register_figure`)
+REGISTRY = {
+    "fig2a": FigureDef(_fig2_batches, _fig2_row),
+    "fig2b": FigureDef(_fig2_batches, _fig2_row),
+    "fig3a": FigureDef(_fig3a_batches, _fig3a_row),
+    "b11": FigureDef(_b11_batches, _b11_row),
+}
+
+
+def register_figure(name, batches, row, *, points=None, check_ns=None, title=None):
+    """Add (or replace) figure ``name`` (see :class:`FigureDef`): ``run_figure(name)``
+    and ``fastmp figure NAME`` then compute it on the batch engine (workers, Dask,
+    resume, progress) and plot it as MP against ``frac_rows`` per ``n``."""
+    if not isinstance(name, str) or not name or name != name.lower():
+        raise ValueError(f"register_figure: name must be a lower-case string, got {name!r}")
+    REGISTRY[name] = FigureDef(batches, row, points, check_ns, title)
+
+
+def _tasks(points):
+    """``(key, fn, arg, trials)`` of every batch; key ``"point/batch"``."""
+    tasks, owner = [], {}
+    for p, spec in enumerate(points):
+        for b, (fn, arg, trials) in enumerate(REGISTRY[spec["figure"]].batches(spec)):
+            key = f"{p}/{b}"
+            tasks.append((key, fn, arg, trials))
+            owner[key] = p
+    return tasks, owner
 
 
 # ---------------------------------------------------------------------------- plotting
@@ -414,7 +501,8 @@ def _plot(df, name, path, trials):
         ax.set_xlabel(f"fraction of {what} used, k/n")
         ax.set_xlim(0, 1.02)
     ax.set_ylabel("match probability (95% Wilson band)")
-    ax.set_title(f"{_TITLES[name]}\n{trials} trials per point", fontsize=10)
+    title = REGISTRY[name].title or _TITLES.get(name, name)
+    ax.set_title(f"{title}\n{trials} trials per point", fontsize=10)
     if name == "b11":
         ax.set_ylim(0, 1.22)
         ax.legend(fontsize=8, loc="upper center", ncol=3)
@@ -427,8 +515,16 @@ def _plot(df, name, path, trials):
 
 # ---------------------------------------------------------------------------- public API
 def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, ns=None,
-               ks=None, starts=64):
+               ks=None, starts=64, client=None, scheduler=None, connect_timeout=None,
+               show_progress=False, restart=False):
     """Compute figure ``name`` and write ``out/NAME.csv`` and ``out/NAME.png``.
+
+    The work runs on the engine of :mod:`fastmp.sweeps`: every allocation of a point
+    (every point, for theory points and ``b11``) is a batch, appended to
+    ``out/NAME.batches.jsonl`` as it finishes; the arguments go to
+    ``out/NAME.manifest.json``. Rerunning with the same arguments resumes (finished
+    batches are read back, not recomputed); different arguments into the same ``out``
+    are an error unless ``restart=True``.
 
     Parameters
     ----------
@@ -441,10 +537,11 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     out : path
         Output directory (created if missing).
     workers : int
-        Points run in a pool of spawned processes when ``> 1`` (a script must then call
+        Batches run in that many spawned processes when ``> 1`` (a script must then call
         ``run_figure`` under ``if __name__ == "__main__":``); results do not depend on it.
     progress : callable, optional
-        ``progress(done_points, total_points)`` after every finished point.
+        ``progress(done_points, total_points)`` first with the points already finished,
+        then after every point that finishes.
     ns : sequence of int, optional
         Network sizes (default ``(8, 12, 16)``; not for ``b11``).
     ks : iterable of int, optional
@@ -452,6 +549,13 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     starts : int
         Budget of the certified Newton search: random starts per unmatched trial (not
         adaptive, so the budget is exactly this); misses are budget-limited.
+    client, scheduler, connect_timeout
+        Run the batches on Dask: a ``distributed.Client``, or the address of a scheduler
+        (``"tcp://host:8786"``) answering within ``connect_timeout`` seconds (default 10).
+    show_progress : bool or None
+        Progress bar (batches, trials/s, time left) on stderr; None: when it is a terminal.
+    restart : bool
+        Discard batches of an earlier run of this figure in ``out`` instead of resuming.
 
     Returns
     -------
@@ -459,10 +563,15 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
         One row per point; columns :data:`COLUMNS` first, then ``n_alloc`` (allocations
         drawn), ``r``, ``m``, ``max_starts`` (largest Newton budget used, 0 where none),
         ``mp_half_starts`` (MP the search had reached with half the starts: close to
-        ``mp`` when the budget is saturating), ``seconds`` and figure-specific ones.
-        ``df.attrs["csv"]``, ``df.attrs["png"]`` hold the paths written.
+        ``mp`` when the budget is saturating), ``seconds`` (summed over the batches)
+        and figure-specific ones. ``df.attrs["csv"]``, ``df.attrs["png"]`` hold the
+        paths written, ``batches_run`` / ``batches_resumed`` what was computed now /
+        found finished on disk.
     """
     import pandas as pd
+
+    from .executors import CONNECT_TIMEOUT, make_executor
+    from .sweeps import BatchLog, atomic_write, make_progress, run_batches
 
     name = _check_name(name)
     trials = _check_int("trials", trials, 1)
@@ -471,59 +580,68 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
     starts = _check_int("starts", starts, 1)
     if progress is not None and not callable(progress):
         raise TypeError("run_figure: progress must be callable(done_points, total_points)")
-    ns = _check_ns(name, ns)
+    fdef = REGISTRY[name]
+    ns = fdef.check_ns(ns) if fdef.check_ns is not None else _check_ns(name, ns)
     if ks is not None:
         if name == "b11":
             raise ValueError("figure b11 has no k")
         ks = [_check_int("every k in ks", k, 1) for k in ks]
+    points = (fdef.points or (lambda *a: _points(name, *a)))(ns, trials, seed, starts, ks)
+    tasks, owner = _tasks(points)
     path = _prepare_out(out)
-    points = _points(name, ns, trials, seed, starts, ks)
     total = len(points)
-    if progress is not None:
-        progress(0, total)
+    args = {"kind": "figure", "figure": name, "trials": trials, "seed": seed,
+            "ns": list(ns), "ks": None if ks is None else sorted(set(ks)), "starts": starts}
 
-    rows = [None] * total
-    if workers == 1 or total == 1:
-        for i, spec in enumerate(points):
-            rows[i] = _run_point(spec)
-            if progress is not None:
-                progress(i + 1, total)
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
+    remaining = [0] * total
+    for key in owner.values():
+        remaining[key] += 1
+    timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+    # connect first: an unreachable scheduler leaves nothing behind
+    with make_executor(workers if len(tasks) > 1 else 1, client=client, scheduler=scheduler,
+                       timeout=timeout) as executor, BatchLog(path, name, args,
+                                                              restart=restart) as log:
+        for key in log.records:
+            if key in owner:
+                remaining[owner[key]] -= 1
+        done = [sum(1 for r in remaining if r == 0)]
+        if progress is not None:
+            progress(done[0], total)
 
-        # spawn: the parent may hold threads (BLAS, numba) that fork would copy mid-state
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx) as pool:
-            futures = {pool.submit(_run_point, spec): i for i, spec in enumerate(points)}
-            try:
-                for done, fut in enumerate(as_completed(futures), start=1):
-                    rows[futures[fut]] = fut.result()
-                    if progress is not None:
-                        progress(done, total)
-            except BrokenProcessPool:
-                raise RuntimeError(
-                    "run_figure: a worker process died; workers are spawned and re-import "
-                    "the main module, so a script calling run_figure(workers > 1) must do so "
-                    "under `if __name__ == '__main__':`") from None
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        def on_record(key, rec):
+            p = owner[key]
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], total)
 
+        bar = make_progress(show_progress, len(tasks), sum(t[3] for t in tasks),
+                            f"fastmp figure {name}")
+        try:
+            ran = run_batches(log, tasks, executor, bar, on_record)
+        finally:
+            if bar is not None:
+                bar.close()
+        records = dict(log.records)
+
+    by_point = [[] for _ in range(total)]
+    for key, rec in records.items():
+        if key in owner:
+            by_point[owner[key]].append(rec)
+    rows = [REGISTRY[spec["figure"]].row(spec, by_point[p]) for p, spec in enumerate(points)]
     df = pd.DataFrame(rows)
     ordered = list(COLUMNS) + [c for c in df.columns if c not in COLUMNS and c != "seconds"]
     df = df[ordered + ["seconds"]]
-    if name != "b11":
+    if df["k"].notna().all():
         df["k"] = df["k"].astype(int)
     csv_path = os.path.join(path, f"{name}.csv")
     png_path = os.path.join(path, f"{name}.png")
+    atomic_write(csv_path, lambda fh: df.to_csv(fh, index=False))
     try:
-        df.to_csv(csv_path, index=False)
         _plot(df, name, png_path, trials)
     except OSError as exc:
         raise ValueError(f"cannot write to {path}: {exc.strerror or exc}") from None
-    df.attrs["csv"] = csv_path
-    df.attrs["png"] = png_path
+    df.attrs.update(csv=csv_path, png=png_path, batches=log.path, manifest=log.manifest_path,
+                    batches_run=ran, batches_resumed=len(tasks) - ran)
     return df

@@ -332,6 +332,22 @@ ERROR_CASES = {
                           "m = 5"),
     "seed too large": (["estimate", "estimator:q=2,d=2", "--mask", "W=11,11",
                         "--seed", str(2**70)], "seed"),
+    "sweep without model": (["sweep", "--gen", "thm35"], "--model"),
+    "sweep without generator": (["sweep", "--model", "lrnn:n=8,T=4,b=1,d=4"], "--gen"),
+    "sweep impossible dims": (["sweep", "--model", "lrnn:n=4,T=8,b=1,d=1", "--gen", "thm35"],
+                              "T*b"),
+    "sweep unknown generator": (["sweep", "--model", "ffn:4-8-6", "--gen", "magic"],
+                                "unknown generator"),
+    "sweep generator option": (["sweep", "--model", "ffn:4-8-6", "--gen",
+                                "rows:param=W1,k=2,depth=3"], "unknown option"),
+    "sweep generator for another model": (["sweep", "--model", "ffn:4-8-6", "--gen", "thm35"],
+                                          "does not apply"),
+    "sweep bad m": (["sweep", "--model", "ffn:4-8-6", "--gen", "thm31", "--m", "4,x"], "--m"),
+    "sweep batch not whole allocations": (["sweep", "--model", "ffn:4-8-6", "--gen", "thm31",
+                                           "--batch-size", "10", "--trials-per-alloc", "3"],
+                                          "multiple"),
+    "figure unknown name": (["figure", "fig9"], "unknown figure"),
+    "figure impossible dims": (["figure", "fig2b", "--ns", "10"], "multiple of 4"),
 }
 
 
@@ -455,3 +471,42 @@ def test_subprocess_error_and_success():
     assert "Traceback" not in good.stderr
     res = json.loads(good.stdout)
     assert res["mp"] == 1.0 and res["trials"] == 50
+
+
+def test_sweep_help(capsys):
+    assert main(["sweep", "-h"]) == 0
+    out = capsys.readouterr().out
+    assert "--scheduler" in out and "rows:param=W,k=4" in out and "resume" in out
+
+
+def test_ctrl_c_stops_a_sweep_with_a_resume_hint_and_loses_nothing(tmp_path, capsys):
+    """SIGINT (Ctrl-C) on a sweep running 2 worker processes: exit status 130, one
+    line saying how to resume; rerunning computes only the missing batches."""
+    import signal
+    import time
+
+    argv = ["sweep", "--model", "lrnn:n=8,T=4,b=1,d=4", "--gen", "rows:param=W,k=6",
+            "--m", "4", "--trials", "24", "--batch-size", "1", "--starts", "16",
+            "--workers", "2", "--out", str(tmp_path)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-m", "fastmp", *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "sweep.batches.jsonl"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and log.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("fastmp: error: interrupted") and "resume" in lines[-1]
+    assert "Traceback" not in err
+    saved = log.read_bytes().count(b"\n")
+    assert 2 <= saved < 24
+    assert main(argv[:-4] + ["--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert f"batches: {24 - saved} computed, {saved} resumed" in text

@@ -232,3 +232,87 @@ def test_budget_column_and_exact_starts(tmp_path):
     assert list(df["max_starts"]) == [0, 16]          # theorem35 has no search budget
     assert (df["mp_half_starts"] <= df["mp"]).all()
     assert df.loc[0, "mp_half_starts"] == df.loc[0, "mp"]
+
+
+# ---------------------------------------------------------------------------- engine
+def test_figure_resumes_and_refuses_other_arguments(tmp_path):
+    kw = dict(trials=3, seed=4, ns=(8,), ks=(1, 2, 5), out=tmp_path)
+    first = run_figure("fig2b", **kw)
+    assert first.attrs["batches_run"] == 1 + 3 + 3 and first.attrs["batches_resumed"] == 0
+    log = pd.read_json(tmp_path / "fig2b.batches.jsonl", lines=True)
+    assert len(log) == 7 and set(log["key"]) == {"0/0", "1/0", "1/1", "1/2", "2/0", "2/1", "2/2"}
+    # a run killed after some batches: drop the last two lines, tear the one before
+    path = tmp_path / "fig2b.batches.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:4]) + lines[4][:9])
+    calls = []
+    again = run_figure("fig2b", progress=lambda d, t: calls.append((d, t)), **kw)
+    assert again.attrs["batches_run"] == 3 and again.attrs["batches_resumed"] == 4
+    assert calls[-1] == (3, 3) and calls[0][0] < 3
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), first.drop(columns="seconds"))
+    assert run_figure("fig2b", **kw).attrs["batches_run"] == 0
+    with pytest.raises(ValueError, match=r"different arguments \(trials: 3 before, 4 now\)"):
+        run_figure("fig2b", **dict(kw, trials=4))
+    assert run_figure("fig2b", restart=True, **dict(kw, trials=4)).attrs["batches_run"] == 9
+
+
+def test_figure_on_dask_matches_local_workers(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    kw = dict(trials=3, seed=8, ns=(6,), ks=(2, 4))
+    one = run_figure("fig3a", out=tmp_path / "w1", **kw)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        dask = run_figure("fig3a", out=tmp_path / "dask", client=client, **kw)
+    pd.testing.assert_frame_equal(dask.drop(columns="seconds"), one.drop(columns="seconds"))
+
+
+def test_cli_figure_engine_options_and_errors(capsys, tmp_path):
+    argv = ["figure", "b11", "--trials", "2", "--out", str(tmp_path)]
+    rc, out, err = _cli(capsys, *argv, "--progress")
+    assert rc == 0 and "6/6 batches 100%" in err and "trials/s" in err, err
+    rc, out, err = _cli(capsys, *argv)
+    assert rc == 0 and err == "" and "resumed 6 finished batches, computed 0" in out
+    _assert_one_line_error(capsys, "figure", "b11", "--trials", "3", "--out", str(tmp_path),
+                           contains="--restart")
+    _assert_one_line_error(capsys, "figure", "b11", "--out", str(tmp_path / "dead"),
+                           "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "0.5",
+                           contains="cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    assert not (tmp_path / "dead").exists() or not any((tmp_path / "dead").iterdir())
+    _assert_one_line_error(capsys, "figure", "fig2a", "--ns", "7", "--out", str(tmp_path),
+                           contains="even n")
+    _assert_one_line_error(capsys, "figure", "b11", "--connect-timeout", "0", contains="positive")
+
+
+def _toy_batch(arg):
+    """Batch of the registered toy figure: MP of a full LinearEstimator row (always 1)."""
+    spec, index = arg
+    net = fastmp.LinearEstimator(q=spec["n"], d=1)
+    alloc = fastmp.Allocation(net, {"W": np.ones((1, spec["n"]), bool)})
+    res = fastmp.match_probability(net, alloc, trials=2, seed=spec["seed"] + index)
+    return dict(matches=res.matches, trials=res.trials)
+
+
+def test_register_figure_runs_a_new_figure_on_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "REGISTRY", dict(figures.REGISTRY))
+
+    def points(ns, trials, seed, starts, ks):
+        return [dict(figure="toy", n=n, k=1, trials=trials, seed=seed) for n in ns]
+
+    def batches(spec):
+        return [(_toy_batch, (spec, i), 2) for i in range(spec["trials"] // 2)]
+
+    def row(spec, records):
+        matches = sum(r["matches"] for r in records)
+        trials = sum(r["trials"] for r in records)
+        lo, hi = fastmp.wilson_interval(matches, trials)
+        return figures._row(spec, mp=matches / trials, ci_low=lo, ci_high=hi, trials=trials,
+                            matches=matches, undecided=0, method="linear", seconds=0.0)
+
+    figures.register_figure("toy", batches, row, points=points,
+                            check_ns=lambda ns: tuple(ns or (2, 3)), title="toy")
+    df = run_figure("toy", trials=4, out=tmp_path)
+    assert list(df["n"]) == [2, 3] and (df["mp"] == 1).all() and (df["trials"] == 4).all()
+    assert df.attrs["batches_run"] == 4 and (tmp_path / "toy.png").exists()
+    with pytest.raises(ValueError, match="fig3c, b11, toy"):
+        run_figure("nope", out=tmp_path)
