@@ -7,11 +7,12 @@ Per trial the compiled pattern fixed-point / semismooth-Newton iteration of
 the first pattern ``P`` whose linear system (D.1) it solved at a point that has pattern
 ``P`` (so (D.2) holds in floating point). With ``repair`` (default, used only on draws
 where Lemmas D.3/D.4 hold, ``system.generic``) each Newton step is taken on the pattern
-made to obey the lemmas (:func:`fastmp.kernels.relu.repair_pattern`). Measured on 479
-trials decided by the exact search (q = 6; n = 8, 10; d = 2, 4; k m = 16..36; 33
-matches): without repair the iteration found 27/33 matches with 256 starts and 31/33 with
-2048; with repair 29/33 with 16 starts, 32/33 with 64 and 33/33 with 256, never a false
-one. The line-search modes ``"damped"`` and ``"hybrid"`` (on ``|F|^2``) cost 4x more
+made to obey the lemmas (:func:`fastmp.kernels.relu.repair_pattern`). Measured on 575
+trials decided by the exact search (q = 6; n = 8, 10; d = 2, 4; k m = 16..36; 34
+matches): with repair, 256 starts and 10 or 30 steps per start the search found 33 of
+the 34 (the last one, margin 1.3e-4, at start 282); without repair 27/33 of an earlier
+subset with 256 starts and 31/33 with 2048. It never reported a match the exact decision
+rejects. The line-search modes ``"damped"`` and ``"hybrid"`` (on ``|F|^2``) cost 4x more
 per trial and found no more. ``bench/relu_compare.py`` measures the Figure 3b setting.
 That candidate is then
 
@@ -46,7 +47,7 @@ from .relu import (MARGIN_TOL, _FEASIBLE, _brute_pattern, RELU_TOLERANCES,
 #: default number of Newton starts per trial
 DEFAULT_STARTS = 256
 #: Newton steps per start before it is abandoned
-DEFAULT_MAX_ITER = 30
+DEFAULT_MAX_ITER = 12
 #: a pattern's linear system counts as solved when the inf-norm residual of the step is
 #: below this fraction of the scale of its right-hand side
 SEARCH_RES_TOL = 1e-9
