@@ -141,9 +141,55 @@ def _inf_residual(E, delta, g):
 
 
 @jit
-def _newton_step(E, f, w, delta, res_tol):
+def lu_solve(E, g, LU, x):
+    """Solve the square system ``E x = g`` by Gaussian elimination with partial pivoting
+    in the preallocated ``LU`` (no allocation; small systems). Returns False if a pivot
+    is zero or below ``1e-14`` of the largest entry of ``E`` (caller falls back)."""
+    n = E.shape[0]
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            LU[i, j] = E[i, j]
+            a = abs(E[i, j])
+            if a > scale:
+                scale = a
+        x[i] = g[i]
+    if scale == 0.0:
+        return False
+    for c in range(n):
+        p = c
+        best = abs(LU[c, c])
+        for i in range(c + 1, n):
+            a = abs(LU[i, c])
+            if a > best:
+                best, p = a, i
+        if not best > 1e-14 * scale:
+            return False
+        if p != c:
+            for j in range(n):
+                LU[c, j], LU[p, j] = LU[p, j], LU[c, j]
+            x[c], x[p] = x[p], x[c]
+        inv = 1.0 / LU[c, c]
+        for i in range(c + 1, n):
+            fct = LU[i, c] * inv
+            if fct != 0.0:
+                for j in range(c + 1, n):
+                    LU[i, j] -= fct * LU[c, j]
+                x[i] -= fct * x[c]
+    for c in range(n - 1, -1, -1):
+        acc = x[c]
+        for j in range(c + 1, n):
+            acc -= LU[c, j] * x[j]
+        x[c] = acc / LU[c, c]
+    return True
+
+
+@jit
+def _newton_step(E, f, w, delta, res_tol, LU):
     """Step ``delta`` towards the solution of ``E (w + delta) = f`` nearest to ``w``;
-    returns the inf-norm residual of ``E (w + delta) - f``.
+    returns the inf-norm residual of ``E (w + delta) - f`` and whether the step was the
+    LU solve of a square nonsingular system (then ``w + delta`` depends on ``E, f``
+    only, not on ``w``).
 
     Square nonsingular ``E``: LU solve. Otherwise (singular or non-square) a
     Levenberg-Marquardt step ``(E^T E + lam I) delta = E^T g`` with a tiny ``lam``
@@ -152,16 +198,10 @@ def _newton_step(E, f, w, delta, res_tol):
     (minimum-norm) step is taken instead."""
     M, r = E.shape
     g = f - E @ w
-    if M == r:
-        try:
-            sol = np.linalg.solve(E, g)
-            if np.all(np.isfinite(sol)):
-                delta[:] = sol
-                res = _inf_residual(E, delta, g)
-                if res <= res_tol:
-                    return res
-        except Exception:
-            pass
+    if M == r and lu_solve(E, g, LU, delta):
+        res = _inf_residual(E, delta, g)
+        if res <= res_tol:
+            return res, True
     G = E.T @ E
     lam = 0.0
     for c in range(r):
@@ -176,7 +216,39 @@ def _newton_step(E, f, w, delta, res_tol):
         sol = np.linalg.lstsq(E, g, rcond=-1.0)[0]
         delta[:] = sol
         res = _inf_residual(E, delta, g)
-    return res
+    return res, False
+
+
+@jit
+def _seen_has(table, h):
+    if h == np.uint64(0):
+        h = np.uint64(1)
+    mask = np.uint64(table.shape[0] - 2)
+    i = h & mask
+    while table[i] != np.uint64(0):
+        if table[i] == h:
+            return True
+        i = (i + np.uint64(1)) & mask
+    return False
+
+
+@jit
+def _seen_insert(table, h):
+    """Insert ``h`` in the open-addressing set ``table`` (0 = empty). Returns True if it
+    was already there; a full table (load above 1/2) stops inserting."""
+    if h == np.uint64(0):
+        h = np.uint64(1)
+    size = table.shape[0] - 1                 # last slot counts the entries
+    mask = np.uint64(size - 1)
+    i = h & mask
+    while table[i] != np.uint64(0):
+        if table[i] == h:
+            return True
+        i = (i + np.uint64(1)) & mask
+    if table[size] < np.uint64(size // 2):
+        table[i] = h
+        table[size] += np.uint64(1)
+    return False
 
 
 @jit
@@ -194,6 +266,7 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     r = var_row.shape[0]
     state = trial_state(np.uint64(seed), np.uint64(trial), SEARCH_STREAM)
     E = np.empty((d * m, r))
+    LU = np.empty((d * m, d * m))
     f = np.empty(d * m)
     Z = np.empty((m, k))
     P = np.zeros((m, k), dtype=np.bool_)
@@ -202,6 +275,9 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     delta = np.empty(r)
     wt = np.empty(r)
     seen = np.empty(max_iter + 1, dtype=np.uint64)
+    # patterns already solved (square nonsingular systems) by any start of this trial:
+    # their solution, hence the rest of the trajectory, is known
+    solved = np.zeros((1 << 16) + 1, dtype=np.uint64)
     total = 0
     for s in range(starts):
         if s % 2 == 0:
@@ -235,8 +311,11 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
                 pattern_z(xa, b, var_row, w, Z)
                 if it > 0 or s % 2 == 0:
                     repair_pattern(P, Z, d, r_row)
+            hP = _pattern_hash(P)
+            if not damp and _seen_has(solved, hP):
+                break                       # this trajectory was followed before
             pattern_equations(xa, b, var_row, V, rhs, P, E, f)
-            res = _newton_step(E, f, w, delta, res_tol)
+            res, unique = _newton_step(E, f, w, delta, res_tol, LU)
             if damp:
                 phi0 = residual_norm2(xa, b, var_row, V, rhs, w, Z)
                 if phi0 < best * (1.0 - 1e-6):
@@ -271,6 +350,8 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
                 out_w[:] = w
                 out_P[:, :] = P
                 return s, total
+            if unique and not damp:
+                _seen_insert(solved, hP)
             if not damp:
                 h = _pattern_hash(Pn)
                 cycle = False
