@@ -59,9 +59,9 @@ def test_search_agrees_with_brute_force_and_exact(q, n, d, m, counts):
             independent_check(s, out["pattern"], out["w"])
 
 
-# (dims, m, r, k, allocation rng seed, trial seed, trials): the exact decision has 4 + 1
-# matches in these 8 + 12 trials
-RECALL = [((6, 10, 2), 4, 8, 5, 1007, 7, 8), ((6, 8, 4), 3, 12, 6, 2004, 4, 12)]
+# (dims, m, r, k, allocation rng seed, trial seed, trials): the exact decision has 3 + 1
+# matches in these 12 + 12 trials
+RECALL = [((6, 10, 2), 4, 8, 4, 1, 1, 12), ((6, 8, 4), 3, 12, 6, 2004, 4, 12)]
 
 
 @pytest.mark.parametrize("dims,m,r,k,aseed,tseed,trials", RECALL)
@@ -262,7 +262,7 @@ def test_lemma_pruning_keeps_every_feasible_pattern(q, n, d, m, counts):
     r_row = [c for c in counts if c]
     surv = {tuple(P.ravel()) for P in surviving_patterns(len(r_row), m, d, r_row)}
     checked = 0
-    for t in range(8):
+    for t in range(5):
         s = relu_trial_system(net, mask, m, 4, t)
         if not s.generic:
             continue
