@@ -9,7 +9,7 @@ the first pattern ``P`` whose linear system (D.1) it solved at a point that has 
 where Lemmas D.3/D.4 hold, ``system.generic``) each Newton step is taken on the pattern
 made to obey the lemmas (:func:`fastmp.kernels.relu.repair_pattern`). Measured on 575
 trials decided by the exact search (q = 6; n = 8, 10; d = 2, 4; k m = 16..36; 34
-matches): with repair, 256 starts and 10 or 30 steps per start the search found 33 of
+matches): with repair, 256 starts and 10, 12 or 30 steps per start the search found 33 of
 the 34 (the last one, margin 1.3e-4, at start 282); without repair 27/33 of an earlier
 subset with 256 starts and 31/33 with 2048. It never reported a match the exact decision
 rejects. The line-search modes ``"damped"`` and ``"hybrid"`` (on ``|F|^2``) cost 4x more
