@@ -300,9 +300,10 @@ ERROR_CASES = {
                             "--trials", "many"], "--trials"),
     "r not divisible by d": (["estimate", "estimator:q=3,d=2", "--mask", "W=111,110"],
                              "--m"),
-    "relu W1 allocation too large": (["estimate", "relu:q=2,n=6,d=1",
-                                      "--mask", "W1=11,11,11,11,11,11", "--m", "12"],
-                                     "not implemented"),
+    "relu W1 and W2 together": (["estimate", "relu:q=2,n=6,d=1",
+                                 "--mask", "W1=11,11,11,11,11,11", "--mask", "W2=111111",
+                                 "--m", "12"],
+                                "not supported"),
     "theorem35 on other allocation": (["estimate", "lrnn:n=4,T=2,b=1,d=1", "--mask",
                                        "W=1000,0100,0000,0000", "--method", "theorem35"],
                                       "Theorem 3.5"),
@@ -361,10 +362,13 @@ def test_bad_dims_message_names_the_condition(capsys):
     assert "T*b = 8 exceeds n = 4" in line
 
 
-def test_relu_message_from_library(capsys):
-    line = assert_error(capsys, "estimate", "relu:q=2,n=6,d=1",
-                        "--mask", "W1=11,11,11,11,11,11", "--m", "12", "--trials", "10")
-    assert "pattern search" in line and "relu-search" in line
+def test_relu_beyond_exact_search_runs_the_certified_search(capsys):
+    """k m = 72 is beyond the exact decision: the CLI runs the certified pattern search
+    (issue 4) and reports it as budget-limited."""
+    res = run_json(capsys, "estimate", "relu:q=2,n=6,d=1",
+                   "--mask", "W1=11,11,11,11,11,11", "--m", "12", "--trials", "10")
+    assert res["method"] == "relu-search" and res["budget"]["budget_limited"]
+    assert res["trials"] == 10 and 0.0 <= res["mp"] <= 1.0
 
 
 def test_bad_json_mask_file(capsys, tmp_path):

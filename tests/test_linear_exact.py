@@ -196,10 +196,14 @@ def test_estimator_input_errors():
         fastmp.match_probability(net, odd)
 
 
-def test_relu_first_layer_beyond_exact_search_names_the_missing_method():
+def test_relu_first_layer_beyond_exact_search_runs_the_certified_search():
     relu = fastmp.ShallowReLU(q=2, n=6, d=1)
-    with pytest.raises(NotImplementedError, match="relu-search"):
-        fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((6, 2), bool)}), m=12)
+    big = fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.ones((6, 2), bool)}),
+                                   m=12, trials=5)
+    assert big.method == "relu-search" and big.budget["budget_limited"]
+    with pytest.raises(NotImplementedError, match="W1 and W2"):
+        fastmp.match_probability(relu, fastmp.Allocation(
+            relu, {"W1": np.ones((6, 2), bool), "W2": np.ones((1, 6), bool)}), m=12)
     res = fastmp.match_probability(relu, fastmp.Allocation(relu, {"W1": np.eye(6, 2, dtype=bool)}),
                                    m=2, trials=20)
     assert res.method == "relu-exact" and 0.0 <= res.mp <= 1.0

@@ -13,9 +13,10 @@ from .linear import BACKENDS, run_linear
 from ..theory.classify import theorem35_variant
 from .polynomial import run_newton, run_theorem35
 from .relu import run_relu_exact
+from .relu_search import run_relu_search
 from .result import MPResult
 
-METHODS = ("auto", "linear", "newton", "theorem35", "relu-exact")
+METHODS = ("auto", "linear", "newton", "theorem35", "relu-exact", "relu-search")
 
 
 def _check_int(name, value, minimum, maximum=None):
@@ -52,8 +53,12 @@ def match_probability(model, allocation=None, m=None, trials=1000, seed=0, metho
         ``"theorem35"``: the constructive solver of Theorem 3.5's proof, certified.
         ``"relu-exact"``: exact activation-pattern search for allocations in ``W1`` of a
         ShallowReLU (branch and bound with LPs; ``2^(k m)`` patterns, used by ``"auto"``
-        up to ``k m = 20``). ``"auto"`` picks linear, then theorem35 where it applies,
-        then newton (or relu-exact).
+        up to ``k m = RELU_EXACT_MAX_KM``). ``"relu-search"``: the compiled
+        semismooth-Newton pattern search with exactly certified matches; misses are
+        budget-limited (at most ``starts`` Newton starts per trial; see
+        :func:`~fastmp.estimators.relu_search.run_relu_search`).
+        ``"auto"`` picks linear, then theorem35 where it applies, then newton (or
+        relu-exact / relu-search).
     backend : {"numba", "cython"}
         Factorisation kernel for the linear decision: pivoted QR in Numba, or LAPACK's
         ``dgeqp3`` through the Cython extension. Both give the same decisions.
@@ -62,7 +67,8 @@ def match_probability(model, allocation=None, m=None, trials=1000, seed=0, metho
     progress : callable, optional
         Called with the number of trials finished after every batch.
     starts, adaptive
-        Budget of the Newton search: at most ``starts`` random starts per trial; with
+        Budget of the Newton search (and of ``relu-search``): at most ``starts`` random
+        starts per trial; with
         ``adaptive`` the search stops early once doubling the starts finds no new match.
 
     Returns
@@ -110,26 +116,9 @@ def match_probability(model, allocation=None, m=None, trials=1000, seed=0, metho
         return MPResult.from_status(status, method="linear", backend=backend, refined=refined,
                                     budget={}, seconds=time.perf_counter() - t0, **common)
     if isinstance(model, ShallowReLU):
-        if allocation.params != ("W1",):
-            raise NotImplementedError(
-                "allocations over both W1 and W2 of a ShallowReLU are not supported yet "
-                "(the activation-pattern search handles W1 alone, 'linear' W2 alone)")
-        k = int(allocation.mask("W1").any(axis=1).sum())
-        if method not in ("auto", "relu-exact"):
-            raise ValueError(f"match_probability: method {method!r} does not apply to W1 of a "
-                             "ShallowReLU; use 'relu-exact'")
-        if k * m > 20 and method == "auto":
-            raise NotImplementedError(
-                f"k*m = {k * m} is beyond the exact activation-pattern search (2^(k m) "
-                "patterns); the fast pattern search ('relu-search', issue 4) is not "
-                "implemented yet -- pass method='relu-exact' to try the exact one anyway")
-        status, info = run_relu_exact(model, allocation, m, trials, seed,
-                                      max_patterns=2 ** 62, progress=progress)
-        return MPResult.from_status(status, method="relu-exact", backend="numpy",
-                                    refined=0, budget=info,
-                                    seconds=time.perf_counter() - t0, **common)
-    if method == "relu-exact":
-        raise ValueError("match_probability: method 'relu-exact' needs a ShallowReLU "
+        return _relu_w1(model, allocation, m, trials, seed, method, starts, progress, common, t0)
+    if method in ("relu-exact", "relu-search"):
+        raise ValueError(f"match_probability: method {method!r} needs a ShallowReLU "
                          "allocation in W1")
     variant = theorem35_variant(model, allocation, m)
     if method == "theorem35" and variant is None:
@@ -168,3 +157,31 @@ def _match_probability_plugin(model, allocation, m, trials, seed, method, progre
                                 budget=info, seconds=time.perf_counter() - t0,
                                 m=model.n_eq, r=model.n_vars, seed=seed, model=repr(model),
                                 allocation="all unknowns")
+
+
+# ----------------------------------------------------------------------------- ShallowReLU W1
+#: ``method="auto"`` uses the exact activation-pattern decision up to this ``k m``
+#: (``2^(k m)`` patterns), the certified pattern search beyond
+RELU_EXACT_MAX_KM = 20
+
+
+def _relu_w1(model, allocation, m, trials, seed, method, starts, progress, common, t0):
+    if allocation.params != ("W1",):
+        raise NotImplementedError(
+            "allocations over both W1 and W2 of a ShallowReLU are not supported yet "
+            "(the activation-pattern search handles W1 alone, 'linear' W2 alone)")
+    if method not in ("auto", "relu-exact", "relu-search"):
+        raise ValueError(f"match_probability: method {method!r} does not apply to W1 of a "
+                         "ShallowReLU; use 'relu-exact' or 'relu-search'")
+    k = int(allocation.mask("W1").any(axis=1).sum())
+    if method == "relu-search" or (method == "auto" and k * m > RELU_EXACT_MAX_KM):
+        status, info = run_relu_search(model, allocation, m, trials, seed,
+                                       starts=starts, progress=progress)
+        return MPResult.from_status(status, method="relu-search", backend="numba",
+                                    refined=0, budget=info,
+                                    seconds=time.perf_counter() - t0, **common)
+    status, info = run_relu_exact(model, allocation, m, trials, seed,
+                                  max_patterns=2 ** 62, progress=progress)
+    return MPResult.from_status(status, method="relu-exact", backend="numpy",
+                                refined=0, budget=info,
+                                seconds=time.perf_counter() - t0, **common)

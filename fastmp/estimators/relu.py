@@ -88,6 +88,7 @@ falls back to ``linprog`` if the private module moves).
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 import time
 from dataclasses import dataclass, field
 
@@ -299,6 +300,133 @@ def verify_match(system, pattern, w):
     ok = rel_err <= RESIDUAL_TOL and consistent and margin > MARGIN_TOL
     return {"ok": bool(ok), "rel_err": rel_err, "consistent": consistent,
             "boundary": int(boundary.sum()), "margin": margin}
+
+
+def _qmat(a):
+    """Exact ``fmpq_mat`` of a float array (doubles are dyadic rationals)."""
+    from flint import fmpq, fmpq_mat
+
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    return fmpq_mat(a.shape[0], a.shape[1],
+                    [fmpq(*float(x).as_integer_ratio()) for x in a.ravel()])
+
+
+def _qrelu(M):
+    from flint import fmpq_mat
+
+    return fmpq_mat(M.nrows(), M.ncols(),
+                    [M[i, j] if M[i, j] > 0 else 0 for i in range(M.nrows())
+                     for j in range(M.ncols())])
+
+
+def certify_match_exact(system, pattern, w):
+    """Exact certificate of a candidate match (Lemmas D.1/D.2), in rational arithmetic.
+
+    Every draw of the trial is a double, i.e. a dyadic rational, so the trial's system
+    (D.1) is rebuilt exactly (python-flint ``fmpq_mat``). The float candidate ``w`` is
+    moved onto the exact affine solution set of ``E(P) w = f(P)`` (``P = pattern``):
+    ``w_e = w + E_I^T (E_I E_I^T)^{-1} (f_I - E_I w)`` over a set ``I`` of linearly
+    independent rows (numerical rank of ``E``; every other row must then hold exactly).
+    The certificate holds iff, at ``w_e``, the sign constraints (D.2) hold exactly
+    (``z_ij > 0`` where ``P_ij = 1``, ``z_ij <= 0`` where ``P_ij = 0``) **and** the
+    student's forward pass ``W2 relu(W1(w_e) X)`` equals the teacher's outputs exactly.
+    ``w_e`` is within rounding of ``w``, so a candidate with a clear float margin always
+    certifies; one whose constraints are violated, or which sits on the wrong side of a
+    sign boundary, never does.
+
+    Returns a dict: ``ok``, ``reason`` (why not), ``w_exact`` (list of ``fmpq`` or
+    ``None``), ``min_active`` (smallest ``z`` of an active entry, as a float).
+    """
+    from flint import fmpq_mat
+    import scipy.linalg
+
+    s = system
+    P = np.asarray(pattern, dtype=bool)
+    w = np.asarray(w, dtype=np.float64)
+    out = {"ok": False, "reason": "", "w_exact": None, "min_active": None}
+    if P.shape != (s.m, s.k) or w.shape != (s.r,):
+        raise ValueError(f"certify_match_exact: pattern must be ({s.m}, {s.k}) and w ({s.r},), "
+                         f"got {P.shape} and {w.shape}")
+    if not np.all(np.isfinite(w)):
+        out["reason"] = "non-finite weights"
+        return out
+    Xq = _qmat(s.X)
+    W2s = _qmat(s.student["W2"])
+    ystar = _qmat(s.teacher["W2"]) * _qrelu(_qmat(s.teacher["W1"]) * Xq)   # (d, m)
+    # exact E(P), f(P): z_ij(w) = (W1(w) x_i)_{used j}
+    E_f, _ = s.equations(P)
+    rho = np.linalg.svd(E_f, compute_uv=False)
+    rank = int(np.count_nonzero(rho > rho[0] * 1e-12)) if rho.size and rho[0] > 0 else 0
+    wq = _qmat(w[None, :]).transpose()                                    # (r, 1)
+    if rank:
+        _, _, piv = scipy.linalg.qr(E_f.T, pivoting=True, mode="economic")
+        rows = np.sort(piv[:rank])
+    else:
+        rows = np.zeros(0, dtype=int)
+    frozen = np.where(s.mask, 0.0, s.student["W1"])
+    unused = np.setdiff1d(np.arange(s.model.n), s.used)
+    Hu = _qrelu(_qmat(frozen[unused]) * Xq) if unused.size else None
+    B = _qmat(frozen[s.used]) * Xq                                        # (k, m)
+    V = _qmat(s.V)
+    d, k, r = s.d, s.k, s.r
+    from flint import fmpq
+    Xl = [[Xq[a, i] for i in range(s.m)] for a in range(s.model.q)]
+    Eq = fmpq_mat(d * s.m, r)
+    fq = fmpq_mat(d * s.m, 1)
+    for i in range(s.m):
+        for a in range(d):
+            row = i * d + a
+            acc = ystar[a, i]
+            if Hu is not None:
+                for u, jj in enumerate(unused):
+                    acc -= W2s[a, int(jj)] * Hu[u, i]
+            for j in range(k):
+                if P[i, j]:
+                    acc -= V[a, j] * B[j, i]
+            fq[row, 0] = acc
+            for c in range(r):
+                j = int(s.var_row[c])
+                if P[i, j]:
+                    Eq[row, c] = V[a, j] * Xl[int(s.var[c, 1])][i]
+    if rows.size:
+        EI = fmpq_mat(rows.size, r, [Eq[int(i), c] for i in rows for c in range(r)])
+        fI = fmpq_mat(rows.size, 1, [fq[int(i), 0] for i in rows])
+        try:
+            lam = (EI * EI.transpose()).solve(fI - EI * wq)
+        except ZeroDivisionError:
+            out["reason"] = "selected rows of E(P) are singular in exact arithmetic"
+            return out
+        we = wq + EI.transpose() * lam
+    else:
+        we = wq
+    if Eq * we != fq:
+        out["reason"] = "E(P) w = f(P) has no exact solution near w (rows beyond its rank)"
+        return out
+    # exact forward pass of the student with the learnable entries at w_e
+    W1 = [[fmpq(*float(x).as_integer_ratio()) for x in row] for row in s.student["W1"]]
+    for c in range(r):
+        W1[int(s.var[c, 0])][int(s.var[c, 1])] = we[c, 0]
+    W1q = fmpq_mat(W1)
+    Z = W1q * Xq                                                          # (n, m)
+    min_active = None
+    for j in range(k):
+        for i in range(s.m):
+            zij = Z[int(s.used[j]), i]
+            if P[i, j]:
+                if not zij > 0:
+                    out["reason"] = f"sign constraint (D.2) fails at sample {i}, unit {j}"
+                    return out
+                min_active = zij if min_active is None or zij < min_active else min_active
+            elif zij > 0:
+                out["reason"] = f"sign constraint (D.2) fails at sample {i}, unit {j}"
+                return out
+    if W2s * _qrelu(Z) != ystar:
+        out["reason"] = "forward pass differs from the teacher's outputs"
+        return out
+    out.update(ok=True, w_exact=[we[c, 0] for c in range(r)],
+               min_active=None if min_active is None
+               else float(Fraction(int(min_active.p), int(min_active.q))))
+    return out
 
 
 def lemma_prunes(system, pattern):

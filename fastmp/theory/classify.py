@@ -27,7 +27,8 @@ computation of :mod:`fastmp.theory.generic` decides). Rules, in order:
   or rows holding more than ``m`` weights wasting more than ``r - dm`` => MP is zero
   except on draws with rank-deficient relu features, which have positive probability:
   reported as undetermined with the lemma as rule (never "minimal"; likewise B.4 and
-  short decoder rows for ShallowReLU);
+  short decoder rows for ShallowReLU); otherwise the reason gives the number of
+  activation patterns that survive the lemmas (:mod:`fastmp.theory.relu_patterns`);
 * **Jacobian rank** (``exact=True``, polynomial allocations no theorem decides): the
   image of ``w -> Y(w)`` has the dimension of the generic rank of its Jacobian; below
   ``d m`` it is a null set => minimal (Lemma B.4 and Theorem 3.4 are special cases). At
@@ -192,7 +193,26 @@ def _relu_rules(model, allocation, m):
             return Classification("undetermined", "Lemma D.4",
                                   f"rows of W1 beyond m = {m} weights waste {waste} of r = {r}; "
                                   f"{r - waste} < dm = {d * m}; {bound}")
+        return _relu_pattern_note(model, allocation, m)
     return None
+
+
+def _relu_pattern_note(model, allocation, m):
+    """No rule decides a ReLU W1 allocation that passes Lemmas D.3/D.4: say how many
+    activation patterns survive them (``fastmp.theory.relu_patterns``) and that
+    Theorem 4.1's column budget does not apply to ReLU."""
+    from .relu_patterns import pattern_counts, theorem41_relu
+
+    c = pattern_counts(model, allocation, m)
+    _, cols, _ = theorem41_relu(model, allocation, m)
+    note = (f"no theorem of the paper decides this allocation; {c['d3_d4']} of "
+            f"2^(km) = {c['total']} activation patterns survive Lemmas D.3/D.4 (on "
+            "non-degenerate draws)")
+    if cols:
+        note += (f"; columns {cols} exceed Theorem 4.1's column budget d = {model.d}, "
+                 "which is not necessary for ReLU (different activation patterns break "
+                 "the Kronecker structure)")
+    return _undetermined(note)
 
 
 def classify(model, allocation, m=None, exact=True):
