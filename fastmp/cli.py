@@ -780,10 +780,11 @@ def build_parser():
                          description="Reproduce a figure of the paper: writes DIR/NAME.csv and "
                                      "DIR/NAME.png (rerunning the same command resumes from DIR/NAME.batches.jsonl). "
                                      "NAME: fig2a, fig2b (LRNN, learn W), fig3a "
-                                     "(3-layer linear FFN), b11 (Appendix B.1.1); fig3b, fig3c "
-                                     "(ShallowReLU) are not implemented yet.",
+                                     "(3-layer linear FFN), fig3b (ShallowReLU, learn W1), fig3c "
+                                     "(ShallowReLU on scikit-learn's digits, Adam), b11 "
+                                     "(Appendix B.1.1).",
                          allow_abbrev=False)
-    fig.add_argument("name", metavar="NAME", help="fig2a, fig2b, fig3a or b11")
+    fig.add_argument("name", metavar="NAME", help="fig2a, fig2b, fig3a, fig3b, fig3c or b11")
     fig.add_argument("--trials", type=_positive, default=1000, metavar="N",
                      help="Monte Carlo trials per point (default 1000)")
     fig.add_argument("--seed", type=_nonnegative, default=0, metavar="S",

@@ -17,8 +17,13 @@ name       setting (Appendix E.2)
            used in ``W1`` (App. E.2)
 ``b11``    the six two-weight allocations of Appendix B.1.1: certified search next to
            the exact discriminant oracle and the paper's values
-``fig3b``  ShallowReLU (needs the W1 activation-pattern search, issue 4): not implemented
-``fig3c``  ShallowReLU on MNIST: not implemented
+``fig3b``  ShallowReLU ``q = 6, d = 4, m = 6``, learn ``r = dm = 24`` weights of ``W1`` over
+           ``k = d .. n`` rows (:func:`fastmp.relu_experiments.fig3b_rows`: exact
+           activation-pattern decision or certified pattern search; misses of the
+           search are budget-limited, ``starts`` per trial); default ``ns = (8, 12)``
+``fig3c``  ShallowReLU on labelled data (scikit-learn's digits; Adam, a match = all
+           ``m = 30`` samples classified correctly; :func:`fastmp.relu_experiments.fig3c_rows`);
+           ``ns`` are hidden widths (default ``(64,)``), ``k`` a geometric sweep
 =========  ===========================================================================
 
 **Sampling of allocations.** The paper randomises an allocation for *each trial*
@@ -69,7 +74,7 @@ import numpy as np
 
 FIGURES = ("fig2a", "fig2b", "fig3a", "fig3b", "fig3c", "b11")
 #: figures that are computed (the others raise NotImplementedError)
-IMPLEMENTED = ("fig2a", "fig2b", "fig3a", "b11")
+IMPLEMENTED = ("fig2a", "fig2b", "fig3a", "fig3b", "fig3c", "b11")
 DEFAULT_NS = (8, 12, 16)
 #: at most this many random allocations per point
 MAX_ALLOCATIONS = 50
@@ -83,11 +88,7 @@ FIG3A_Q, FIG3A_D, FIG3A_M, FIG3A_PER_LAYER = 4, 6, 4, 8
 COLUMNS = ("figure", "n", "k", "frac_rows", "mp", "ci_low", "ci_high", "trials", "matches",
            "undecided", "method")
 
-_NOT_IMPLEMENTED = {
-    "fig3b": "figure fig3b needs the ShallowReLU W1 pattern search (issue 4), not implemented yet",
-    "fig3c": "figure fig3c needs the ShallowReLU W1 pattern search (issue 4) and the MNIST "
-             "data, not implemented yet",
-}
+_NOT_IMPLEMENTED = {}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -422,12 +423,96 @@ class FigureDef:
     title: Optional[str] = None
 
 
+# ---------------------------------------------------------------------------- ReLU figures
+# One batch per point: the rows come from fastmp.relu_experiments (which draws each
+# point's allocations and trials from (seed, figure, n, k, index) itself).
+FIG3B_NS = (8, 12)
+FIG3C_NS = (64,)
+
+
+def _relu_check_ns(default):
+    def check(ns):
+        ns = default if ns is None else ns
+        try:
+            ns = tuple(ns)
+        except TypeError:
+            raise TypeError(f"run_figure: ns must be a sequence of integers, got {ns!r}") from None
+        if not ns:
+            raise ValueError("run_figure: ns is empty")
+        out = [_check_int("every n in ns", n, 1) for n in ns]
+        if len(set(out)) != len(out):
+            raise ValueError("run_figure: an n is given twice in ns")
+        return tuple(out)
+    return check
+
+
+def _fig3b_points(ns, trials, seed, starts, ks):
+    from .relu_experiments import FIG3B, _ks
+    q, d, m = FIG3B["q"], FIG3B["d"], FIG3B["m"]
+    pts = []
+    for n in ns:
+        if n < d:
+            raise ValueError(f"figure fig3b needs n >= d = {d}, got n = {n}")
+        for k in _ks(n, q, d, m, d * m, None):
+            if ks is None or k in ks:
+                pts.append(dict(figure="fig3b", n=n, k=k, trials=trials, seed=seed,
+                                starts=starts))
+    if not pts:
+        raise ValueError(f"run_figure: no point of fig3b left with ks = {sorted(ks)}")
+    return pts
+
+
+def _fig3c_points(ns, trials, seed, starts, ks):
+    from .data import load_dataset
+    X, y = load_dataset("digits", None)
+    q, d, m = X.shape[0], int(y.max()) + 1, 30
+    kmin = -(-(d * m) // q)
+    pts = []
+    for n in ns:
+        if n < kmin:
+            raise ValueError(f"figure fig3c needs n >= {kmin} (r = dm = {d * m} weights in rows "
+                             f"of {q}), got n = {n}")
+        sweep = sorted(set(int(round(x)) for x in np.geomspace(kmin, n, 6)))
+        for k in sweep:
+            if ks is None or k in ks:
+                pts.append(dict(figure="fig3c", n=n, k=k, trials=trials, seed=seed,
+                                starts=starts))
+    if not pts:
+        raise ValueError(f"run_figure: no point of fig3c left with ks = {sorted(ks)}")
+    return pts
+
+
+def _relu_point_batch(spec):
+    """One Figure 3b/3c point (a batch of the engine): its row as plain JSON values."""
+    from .relu_experiments import fig3b_rows, fig3c_rows
+    if spec["figure"] == "fig3b":
+        row = fig3b_rows(spec["trials"], spec["seed"], ns=(spec["n"],), ks=[spec["k"]],
+                         starts=spec["starts"])[0]
+    else:
+        row = fig3c_rows(spec["trials"], spec["seed"], n=spec["n"], ks=[spec["k"]])[0]
+    return {key: (v.item() if isinstance(v, np.generic) else v) for key, v in row.items()}
+
+
+def _relu_batches(spec):
+    return [(_relu_point_batch, spec, spec["trials"])]
+
+
+def _relu_row(spec, records):
+    row = dict(records[0])
+    row.setdefault("undecided", 0)
+    return row
+
+
 #: figure name -> how to compute it; a new figure registers here (:func:`register_figure`)
 REGISTRY = {
     "fig2a": FigureDef(_fig2_batches, _fig2_row),
     "fig2b": FigureDef(_fig2_batches, _fig2_row),
     "fig3a": FigureDef(_fig3a_batches, _fig3a_row),
     "b11": FigureDef(_b11_batches, _b11_row),
+    "fig3b": FigureDef(_relu_batches, _relu_row, _fig3b_points, _relu_check_ns(FIG3B_NS),
+                       "Figure 3b: ShallowReLU q = 6, d = 4, m = 6, learn r = 24 weights of W1"),
+    "fig3c": FigureDef(_relu_batches, _relu_row, _fig3c_points, _relu_check_ns(FIG3C_NS),
+                       "Figure 3c: ShallowReLU on digits (Adam), m = 30, r = dm weights of W1"),
 }
 
 
@@ -528,8 +613,7 @@ def run_figure(name, trials=1000, seed=0, out=".", workers=1, progress=None, *, 
 
     Parameters
     ----------
-    name : {"fig2a", "fig2b", "fig3a", "b11"}
-        ``"fig3b"``/``"fig3c"`` raise :class:`NotImplementedError` (ShallowReLU ``W1``).
+    name : {"fig2a", "fig2b", "fig3a", "fig3b", "fig3c", "b11"}
     trials : int
         Monte Carlo trials per point (pooled over ``min(trials, 50)`` random allocations).
     seed : int

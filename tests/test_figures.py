@@ -10,7 +10,7 @@ import pytest
 import fastmp
 from fastmp import figures
 from fastmp.cli import main
-from fastmp.figures import run_figure
+from fastmp.figures import COLUMNS, run_figure
 
 REQUIRED = ["figure", "n", "k", "frac_rows", "mp", "ci_low", "ci_high", "trials", "matches",
             "method", "undecided", "seconds"]
@@ -177,9 +177,12 @@ def test_run_figure_validates_arguments(tmp_path):
         run_figure("b11", trials=2.5, out=tmp_path)
     with pytest.raises(ValueError, match="workers"):
         run_figure("b11", workers=0, out=tmp_path)
-    for name in ("fig3b", "fig3c"):
-        with pytest.raises(NotImplementedError, match="issue 4"):
-            run_figure(name, out=tmp_path)
+    with pytest.raises(ValueError, match="n >= d = 4"):
+        run_figure("fig3b", ns=(3,), out=tmp_path)
+    with pytest.raises(ValueError, match="fig3c needs n >= 5"):
+        run_figure("fig3c", ns=(4,), out=tmp_path)
+    with pytest.raises(ValueError, match="no point of fig3b"):
+        run_figure("fig3b", ns=(8,), ks=(2,), out=tmp_path)
     with pytest.raises(ValueError, match="multiple of 4"):
         run_figure("fig2b", ns=(10,), out=tmp_path)
     with pytest.raises(ValueError, match="n >= 6"):
@@ -215,9 +218,8 @@ def test_cli_figure(capsys, tmp_path):
 
 def test_cli_figure_errors(capsys, tmp_path):
     _assert_one_line_error(capsys, "figure", "fig9", "--out", str(tmp_path), contains="fig2a")
-    _assert_one_line_error(capsys, "figure", "fig3b", "--out", str(tmp_path),
-                           contains="not implemented")
-    _assert_one_line_error(capsys, "figure", "fig3c", contains="not implemented")
+    _assert_one_line_error(capsys, "figure", "fig3b", "--ns", "3", "--out", str(tmp_path),
+                           contains="n >= d = 4")
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     _assert_one_line_error(capsys, "figure", "b11", "--trials", "1", "--out", str(blocker / "d"),
@@ -316,3 +318,27 @@ def test_register_figure_runs_a_new_figure_on_the_engine(tmp_path, monkeypatch):
     assert df.attrs["batches_run"] == 4 and (tmp_path / "toy.png").exists()
     with pytest.raises(ValueError, match="fig3c, b11, toy"):
         run_figure("nope", out=tmp_path)
+
+
+# ---------------------------------------------------------------------------- ReLU figures
+def test_fig3b_runs_end_to_end(tmp_path):
+    df = run_figure("fig3b", trials=4, ns=(8,), ks=(4, 8), out=tmp_path)
+    assert list(df.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert list(df["k"]) == [4, 8] and (df["frac_rows"] == df["k"] / 8).all()
+    assert (df["trials"] == 4).all() and ((df["mp"] >= 0) & (df["mp"] <= 1)).all()
+    assert (df["ci_low"] <= df["mp"]).all() and (df["mp"] <= df["ci_high"]).all()
+    assert set(df["method"]) <= {"relu-exact", "relu-search", "relu-exact+relu-search"}
+    assert (tmp_path / "fig3b.csv").exists() and (tmp_path / "fig3b.png").exists()
+    # the same arguments again: every point is read back, nothing recomputed
+    again = run_figure("fig3b", trials=4, ns=(8,), ks=(4, 8), out=tmp_path)
+    assert again.attrs["batches_run"] == 0
+    pd.testing.assert_frame_equal(df.drop(columns="seconds"), again.drop(columns="seconds"))
+
+
+def test_fig3c_runs_end_to_end_on_digits(tmp_path):
+    pytest.importorskip("sklearn")
+    df = run_figure("fig3c", trials=2, ns=(64,), ks=(5, 64), out=tmp_path)
+    assert list(df.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert list(df["k"]) == [5, 64] and (df["trials"] == 2).all()
+    assert (df["method"] == "adam-classification").all()
+    assert (tmp_path / "fig3c.csv").exists() and (tmp_path / "fig3c.png").exists()
