@@ -125,3 +125,45 @@ def test_full_lifted_jacobian_matches_finite_differences(case, side):
         e[q] = h
         fd[:, q] = (F_of(z + e)[0] - F_of(z - e)[0]) / (2 * h)
     np.testing.assert_allclose(J0, fd, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_homogeneous_jacobian_equals_generic(seed, side="right"):
+    # the LRNN's fast path against the generic one: every kind of variable (D, B, W), and
+    # inconsistent nodes with nonzero defects for the correction term
+    model = fastmp.LRNN(n=6, T=3, b=2, d=2)
+    m = 3
+    rng = np.random.default_rng(seed)
+    masks = {name: rng.random(shape) < 0.4 for name, shape in model.param_shapes.items()}
+    for name in masks:
+        masks[name].flat[0] = True
+    alloc = fastmp.Allocation(model, masks)
+    prog = model.chain_program(m, side)
+    var = model.variables(alloc, side)
+    params, consts, _ = model.chain_trial(seed, 0, m, side)
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    N = prog.node_buffer(P)
+    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                        prog.ns, N)
+    N[1:] += 0.3 * rng.standard_normal(N[1:].shape)
+    E = 0.2 * rng.standard_normal(N.shape)
+    assert chain._homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx)
+    out = []
+    for fn in (chain._jacobian_homogeneous, chain.jacobian_generic):
+        J = np.empty((prog.d * prog.m, len(var)))
+        corr = np.empty((prog.d, prog.m))
+        fn(P, prog.pshape, C, prog.cshape, prog.src_kind, prog.src_idx, prog.steps_arr,
+           prog.terms_arr, prog.ns, N, E, var, prog.d, prog.m, J, corr)
+        out.append((J, corr))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-12, atol=1e-12)
+
+
+def test_ffn_chain_and_left_lifting_are_not_homogeneous():
+    # different parameters per step; the left lifting's terms differ in their left
+    # constants (X_t^T): both take the generic Jacobian
+    net = fastmp.LinearFFN((4, 6, 6, 6))
+    prog = net.chain_program(4)
+    assert not chain._homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx)
+    prog = fastmp.LRNN(n=6, T=3, b=2, d=2).chain_program(3, "left")
+    assert not chain._homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx)

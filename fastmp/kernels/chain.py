@@ -129,10 +129,151 @@ def output(P, pshape, C, cshape, terms, ns, N, d, m, Y):
 
 
 @jit
+def _homogeneous(steps, terms, src_kind, src_idx):
+    """Whether every step multiplies by the same parameter ``a`` and every term has the
+    same left factors (``l``, ``lc``), neither of them ``a`` nor the source: the LRNN's
+    ``Y = sum_t D W^(T-t+1) B X_t`` on either side. Then the left products of all terms
+    are the powers ``Q_j = LC L A^j`` (see :func:`_jacobian_homogeneous`)."""
+    K = steps.shape[0]
+    if K == 0 or terms.shape[0] == 0:
+        return False
+    a = steps[0]
+    for k in range(K):
+        if steps[k] != a:
+            return False
+    l, lc = terms[0, 0], terms[0, 3]
+    for t in range(terms.shape[0]):
+        if terms[t, 0] != l or terms[t, 3] != lc:
+            return False
+    if l == a or (src_kind == 0 and src_idx == a):
+        return False
+    return True
+
+
+@jit
+def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                          E, var, d, m, J, corr):
+    """:func:`jacobian_and_defect_rhs` for a homogeneous chain (:func:`_homogeneous`).
+
+    With ``Q_j = LC L A^j`` the generic left products ``G_s`` of term ``t`` are
+    ``Q_{i_t - s}``, so (writing ``j = i_t - s``)
+
+    * variables of ``A``:      ``J[:, (i, k)] = sum_j Q_j[:, i] (x) Z_j[k, :]``,
+      ``Z_j = sum_{t: i_t > j} N_{i_t - 1 - j} R_t``;
+    * variables of the source: ``sum_t Q_{i_t}[:, i] (x) R_t[k, :]``;
+    * defect correction:       ``corr = sum_j Q_j V_j``, ``V_j = sum_{t: i_t > j} E_{i_t - j} R_t``;
+
+    ``max i_t`` matrix products for all the ``Q_j`` instead of ``sum_t i_t``, and one
+    accumulation per power instead of one per (term, step): 4x fewer flops on Figure 2a
+    at n = 16. Variables of ``L`` are handled as in the generic code.
+    """
+    r = var.shape[0]
+    J[:, :] = 0.0
+    corr[:, :] = 0.0
+    a = steps[0]
+    l, lc = terms[0, 0], terms[0, 3]
+    nt = terms.shape[0]
+    rows = pshape[a, 0]            # rows of every node N_k, k >= 1 (A is rows x rows)
+    cols = ns[0, 1]
+    imax = 0
+    for t in range(nt):
+        imax = max(imax, terms[t, 1])
+    wq = max(rows, ns[0, 0], P.shape[2])
+    Q = np.empty((imax + 1, d, wq))
+    _left_factor(P, pshape, C, l, lc, ns[imax, 0] if imax > 0 else ns[0, 0], d, Q[0])
+    for j in range(1, imax + 1):
+        # Q_j = Q_{j-1} A: d x rows times rows x cols(A)
+        _mm(Q[j - 1], d, pshape[a, 0], P[a], pshape[a, 1], Q[j])
+    Z = np.zeros((imax, max(rows, ns[0, 0]), m))
+    V = np.zeros((imax, max(rows, ns[0, 0]), m))
+    H = np.empty((max(rows, ns[0, 0]), m))
+    for t in range(nt):
+        it, rc = terms[t, 1], terms[t, 2]
+        for j in range(it):
+            # N_{it-1-j} R_t into Z_j, E_{it-j} R_t into V_j
+            s1 = it - 1 - j
+            prow = ns[s1, 0]
+            if rc >= 0:
+                _mm(N[s1], prow, cols, C[rc], m, H)
+            else:
+                for i in range(prow):
+                    for c in range(m):
+                        H[i, c] = N[s1, i, c]
+            for i in range(prow):
+                for c in range(m):
+                    Z[j, i, c] += H[i, c]
+            s2 = it - j
+            erow = ns[s2, 0]
+            if rc >= 0:
+                _mm(E[s2], erow, cols, C[rc], m, H)
+            else:
+                for i in range(erow):
+                    for c in range(m):
+                        H[i, c] = E[s2, i, c]
+            for i in range(erow):
+                for c in range(m):
+                    V[j, i, c] += H[i, c]
+    # defect correction
+    for j in range(imax):
+        for i in range(d):
+            for c in range(m):
+                acc = 0.0
+                for k in range(rows):
+                    acc += Q[j, i, k] * V[j, k, c]
+                corr[i, c] += acc
+    for v in range(r):
+        pid, vi, vj = var[v, 0], var[v, 1], var[v, 2]
+        if pid == a:
+            for j in range(imax):
+                for a_ in range(d):
+                    g = Q[j, a_, vi]
+                    if g != 0.0:
+                        for c in range(m):
+                            J[a_ * m + c, v] += g * Z[j, vj, c]
+        elif src_kind == 0 and pid == src_idx:
+            for t in range(nt):
+                it, rc = terms[t, 1], terms[t, 2]
+                for a_ in range(d):
+                    g = Q[it, a_, vi]
+                    if g != 0.0:
+                        for c in range(m):
+                            rv = C[rc, vj, c] if rc >= 0 else (1.0 if vj == c else 0.0)
+                            J[a_ * m + c, v] += g * rv
+        elif pid == l:
+            for t in range(nt):
+                it, rc = terms[t, 1], terms[t, 2]
+                for c in range(m):
+                    acc = 0.0
+                    if rc >= 0:
+                        for k in range(cols):
+                            acc += N[it, vj, k] * C[rc, k, c]
+                    else:
+                        acc = N[it, vj, c]
+                    for a_ in range(d):
+                        g = _lc_entry(C, lc, a_, vi)
+                        if g != 0.0:
+                            J[a_ * m + c, v] += g * acc
+
+
+@jit
 def jacobian_and_defect_rhs(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
                             E, var, d, m, J, corr):
     """Reduced Jacobian ``J`` (d m x r) at nodes ``N`` and the defect correction
-    ``corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t`` (d x m; zero when E = 0)."""
+    ``corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t`` (d x m; zero when E = 0).
+    Homogeneous chains (the LRNN) take :func:`_jacobian_homogeneous`."""
+    if _homogeneous(steps, terms, src_kind, src_idx):
+        _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                              E, var, d, m, J, corr)
+        return
+    jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, E, var,
+                     d, m, J, corr)
+
+
+@jit
+def jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                     E, var, d, m, J, corr):
+    """:func:`jacobian_and_defect_rhs` for any chain program: per term, the left products
+    ``G_s = LC_t L_t A_{i_t} ... A_{s+1}`` and one accumulation per (term, step)."""
     r = var.shape[0]
     J[:, :] = 0.0
     corr[:, :] = 0.0
