@@ -7,13 +7,59 @@ those ratios in ways we could not document.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 
+def source_digest(root=None):
+    """SHA-256 (hex) of every ``.py`` file of the package below ``root`` (default: this
+    package), paths included: the key of the compiled-kernel cache."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _use_keyed_cache_dir():
+    """Put Numba's cache under ``<cache root>/numba-<digest of the package sources>``.
+
+    Numba keys a cached function by its *own* file's timestamp only, so a kernel that
+    another file changed (inlined callees: the random streams, the assembly) would be
+    loaded stale after an update of an editable install -- silently different numbers.
+    Keying the whole cache by the sources of the whole package rules that out. The root
+    is ``FASTMP_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastmp`` (``~/.cache/fastmp``); an
+    explicit ``NUMBA_CACHE_DIR`` is left alone, and an unwritable root falls back to
+    Numba's default (``__pycache__`` next to the sources).
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    root = os.environ.get("FASTMP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "fastmp")
+    path = os.path.join(root, "numba-" + source_digest()[:16])
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            return None
+    except OSError:
+        return None
+    numba.config.CACHE_DIR = path
+    return path
+
+
+#: where this process caches compiled kernels (None: Numba's own choice)
+CACHE_DIR = _use_keyed_cache_dir()
+
 #: Options shared by every serial kernel. ``cache=True`` keeps the cold start of the CLI
-#: short: the second process loads the machine code from ``__pycache__``.
+#: short: the second process loads the machine code from the cache (see
+#: :func:`_use_keyed_cache_dir`).
 JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 if os.environ.get("FASTMP_BOUNDSCHECK"):

@@ -85,3 +85,34 @@ def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
 
     # and the second process compiled nothing at all
     assert compiled_second == set(), compiled_second
+
+
+def test_cache_is_keyed_by_the_package_sources(tmp_path):
+    # Numba keys a cached kernel by its own file only; fastmp keys the whole cache by a
+    # digest of all its sources, so a change in a callee's file cannot leave a caller's
+    # stale machine code in use
+    import shutil
+
+    from fastmp._config import source_digest
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(REPO / "fastmp", pkg, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    before = source_digest(pkg)
+    assert before == source_digest(REPO / "fastmp")
+    kernel = pkg / "kernels" / "rng.py"
+    kernel.write_text(kernel.read_text() + "\n# changed\n")
+    assert source_digest(pkg) != before
+
+    env = dict(os.environ)
+    env.pop("NUMBA_CACHE_DIR", None)
+    env["FASTMP_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    script = ("import numpy as np, fastmp._config as c, fastmp.kernels.rng as r;"
+              "r.trial_state(np.uint64(1), np.uint64(2), 0); print(c.CACHE_DIR)")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    cache = Path(out.stdout.strip().splitlines()[-1])
+    assert cache.parent == tmp_path / "cache"
+    assert cache.name == "numba-" + source_digest(REPO / "fastmp")[:16]
+    assert list(cache.rglob("*.nbi")), "no cache index written under the keyed directory"
