@@ -129,6 +129,23 @@ def output(P, pshape, C, cshape, terms, ns, N, d, m, Y):
 
 
 @jit
+def _add_l_column(C, N, it, rc, lc, vi, vj, cols, d, m, J, v):
+    """Column ``v`` of the Jacobian, for a weight ``(vi, vj)`` of a term's ``L_t``:
+    ``+= LC_t[:, vi] (x) (N_it R_t)[vj, :]``."""
+    for c in range(m):
+        acc = 0.0
+        if rc >= 0:
+            for k in range(cols):
+                acc += N[it, vj, k] * C[rc, k, c]
+        else:
+            acc = N[it, vj, c]
+        for a_ in range(d):
+            g = _lc_entry(C, lc, a_, vi)
+            if g != 0.0:
+                J[a_ * m + c, v] += g * acc
+
+
+@jit
 def _homogeneous(steps, terms, src_kind, src_idx):
     """Whether every step multiplies by the same parameter ``a`` and every term has the
     same left factors (``l``, ``lc``), neither of them ``a`` nor the source: the LRNN's
@@ -241,18 +258,7 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
                             J[a_ * m + c, v] += g * rv
         elif pid == l:
             for t in range(nt):
-                it, rc = terms[t, 1], terms[t, 2]
-                for c in range(m):
-                    acc = 0.0
-                    if rc >= 0:
-                        for k in range(cols):
-                            acc += N[it, vj, k] * C[rc, k, c]
-                    else:
-                        acc = N[it, vj, c]
-                    for a_ in range(d):
-                        g = _lc_entry(C, lc, a_, vi)
-                        if g != 0.0:
-                            J[a_ * m + c, v] += g * acc
+                _add_l_column(C, N, terms[t, 1], terms[t, 2], lc, vi, vj, cols, d, m, J, v)
 
 
 @jit
@@ -337,18 +343,7 @@ def jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, 
             for v in range(r):
                 if var[v, 0] != l:
                     continue
-                vi, vj = var[v, 1], var[v, 2]
-                for c in range(m):
-                    acc = 0.0
-                    if rc >= 0:
-                        for k in range(cols):
-                            acc += N[it, vj, k] * C[rc, k, c]
-                    else:
-                        acc = N[it, vj, c]
-                    for a_ in range(d):
-                        g = _lc_entry(C, lc, a_, vi)
-                        if g != 0.0:
-                            J[a_ * m + c, v] += g * acc
+                _add_l_column(C, N, it, rc, lc, var[v, 1], var[v, 2], cols, d, m, J, v)
 
 
 @jit
