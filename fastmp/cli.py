@@ -27,6 +27,8 @@ import re
 import sys
 import time
 
+from .progress import fmt_eta, isatty
+
 EXIT_OK = 0
 EXIT_ERROR = 2
 
@@ -478,7 +480,7 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else math.inf
         pct = 100.0 * self.done / self.total if self.total else 100.0
         line = (f"fastmp: {self.done}/{self.total} trials ({pct:5.1f}%)  "
-                f"{rate:,.0f} trials/s  {_fmt_eta(left)} left")
+                f"{rate:,.0f} trials/s  {fmt_eta(left)} left")
         pad = max(0, self._width - len(line))
         self._width = len(line)
         self.stream.write("\r" + line + " " * pad)
@@ -488,30 +490,12 @@ class Progress:
     def close(self):
         if not self._shown:
             return
-        if _isatty(self.stream):
+        if isatty(self.stream):
             self.stream.write("\r" + " " * self._width + "\r")
         else:
             self.stream.write("\n")
         self.stream.flush()
         self._shown = False
-
-
-def _fmt_eta(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
-def _isatty(stream):
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------- commands
@@ -532,7 +516,7 @@ def cmd_estimate(args, stdout, stderr):
     m = _resolve_m(alloc, args.m)
     show = args.progress
     if show is None:
-        show = args.trials >= PROGRESS_MIN_TRIALS and _isatty(stderr)
+        show = args.trials >= PROGRESS_MIN_TRIALS and isatty(stderr)
     bar = Progress(args.trials, stderr) if show else None
     try:
         res = match_probability(model, alloc, m=m, trials=args.trials, seed=args.seed,
@@ -601,7 +585,7 @@ def _int_list(option, text):
 
 
 def _show_progress(args, stderr):
-    return _isatty(stderr) if args.progress is None else args.progress
+    return isatty(stderr) if args.progress is None else args.progress
 
 
 def _interrupted(stderr, out):
