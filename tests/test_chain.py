@@ -167,3 +167,18 @@ def test_ffn_chain_and_left_lifting_are_not_homogeneous():
     assert not chain._homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx)
     prog = fastmp.LRNN(n=6, T=3, b=2, d=2).chain_program(3, "left")
     assert not chain._homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx)
+
+
+def test_solve_damped_equals_numpy_and_flags_singular():
+    rng = np.random.default_rng(5)
+    W, x = np.empty((7, 7)), np.empty(7)
+    for lam in (0.0, 1e-3, 10.0):
+        A = rng.standard_normal((7, 7))
+        A = A @ A.T if lam else A
+        b = rng.standard_normal(7)
+        assert chain.solve_damped(A, b, lam, W, x)
+        M = A + lam * np.diag(np.maximum(np.diag(A), 1e-12))
+        np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-10, atol=1e-12)
+    A = rng.standard_normal((7, 7))
+    A[:, 3] = 0.0
+    assert not chain.solve_damped(A, rng.standard_normal(7), 0.0, W, x)

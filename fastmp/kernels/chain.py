@@ -204,6 +204,13 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
     Z = np.zeros((imax, max(rows, ns[0, 0]), m))
     V = np.zeros((imax, max(rows, ns[0, 0]), m))
     H = np.empty((max(rows, ns[0, 0]), m))
+    # consistent nodes (Levenberg-Marquardt, eliminated Newton): no defect correction
+    defects = False
+    for k in range(1, ns.shape[0]):
+        for i in range(ns[k, 0]):
+            for j in range(ns[k, 1]):
+                if E[k, i, j] != 0.0:
+                    defects = True
     for t in range(nt):
         it, rc = terms[t, 1], terms[t, 2]
         for j in range(it):
@@ -219,6 +226,8 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
             for i in range(prow):
                 for c in range(m):
                     Z[j, i, c] += H[i, c]
+            if not defects:
+                continue
             s2 = it - j
             erow = ns[s2, 0]
             if rc >= 0:
@@ -231,7 +240,7 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
                 for c in range(m):
                     V[j, i, c] += H[i, c]
     # defect correction
-    for j in range(imax):
+    for j in range(imax if defects else 0):
         for i in range(d):
             for c in range(m):
                 acc = 0.0
@@ -360,6 +369,58 @@ def _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r):
 
 
 @jit
+def solve_damped(A, b, lam, W, x):
+    """``x = (A + lam diag(max(A_ii, 1e-12)))^-1 b`` by LU with partial pivoting in the
+    scratch ``W`` (``A`` and ``b`` are left untouched; ``lam = 0`` solves ``A x = b``).
+    Returns False for an exactly zero pivot or a non-finite result. No allocation: at
+    the sizes of the polynomial systems (r = 16..32) a LAPACK call through
+    ``np.linalg.solve`` cost 2-3x the arithmetic in copies and allocations."""
+    n = A.shape[0]
+    for i in range(n):
+        for j in range(n):
+            W[i, j] = A[i, j]
+        if lam != 0.0:
+            W[i, i] += lam * max(A[i, i], 1e-12)
+        x[i] = b[i]
+    for k in range(n):
+        p = k
+        big = abs(W[k, k])
+        for i in range(k + 1, n):
+            a = abs(W[i, k])
+            if a > big:
+                big = a
+                p = i
+        if big == 0.0:
+            return False
+        if p != k:
+            for j in range(n):
+                t = W[k, j]
+                W[k, j] = W[p, j]
+                W[p, j] = t
+            t = x[k]
+            x[k] = x[p]
+            x[p] = t
+        inv = 1.0 / W[k, k]
+        rowk = W[k, k + 1:n]
+        for i in range(k + 1, n):
+            f = W[i, k] * inv
+            if f != 0.0:
+                rowi = W[i, k + 1:n]
+                for j in range(rowk.shape[0]):
+                    rowi[j] -= f * rowk[j]
+                x[i] -= f * x[k]
+    for i in range(n - 1, -1, -1):
+        s = x[i]
+        for j in range(i + 1, n):
+            s -= W[i, j] * x[j]
+        x[i] = s / W[i, i]
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
+@jit
 def _set_vars(P, var, w):
     for v in range(var.shape[0]):
         P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
@@ -382,6 +443,8 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     ns, N, E, J, corr, Y = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
     dN = np.zeros_like(N)
     dP = np.zeros_like(P)
+    Wlu = np.empty((r, r))
+    dw = np.zeros(r)
     w = w0.copy()
     _set_vars(P, var, w)
     yscale = max(1.0, np.max(np.abs(Ystar)))
@@ -416,14 +479,13 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                                 N, E, var, d, m, J, corr)
         rhs = -(Y + corr).reshape(d * m)
         ok = True
-        try:
-            if d * m == r:
-                dw = np.linalg.solve(J, rhs)
-            else:
+        if d * m == r:
+            ok = solve_damped(J, rhs, 0.0, Wlu, dw)  # False: singular, this start is lost
+        else:
+            try:
                 dw = np.linalg.lstsq(J, rhs)[0]
-        except Exception:  # singular Jacobian: this start is lost
-            ok = False
-            dw = np.zeros(r)
+            except Exception:  # singular Jacobian: this start is lost
+                ok = False
         if not ok or not np.all(np.isfinite(dw)):
             res = np.inf
             break
@@ -730,6 +792,9 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
     need_jacobian = True
     A = np.empty((r, r))
     g = np.empty(r)
+    mg = np.empty(r)
+    Wlu = np.empty((r, r))
+    dw = np.empty(r)
     for it in range(max_iter):
         if np.sqrt(f) / yscale < 1e-4:
             break  # close enough: plain Newton polishes quadratically below
@@ -743,17 +808,12 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
             R = Y.reshape(d * m).copy()
             A = J.T @ J
             g = J.T @ R
-        M = A.copy()
-        for i in range(r):
-            M[i, i] += lam * max(A[i, i], 1e-12)
-        ok = True
-        try:
-            dw = np.linalg.solve(M, -g)
-        except Exception:  # singular even with damping: treat as a rejected step
-            ok = False
-            dw = np.zeros(r)
+            for i in range(r):
+                mg[i] = -g[i]
+        # False: singular even with damping, treated as a rejected step
+        ok = solve_damped(A, mg, lam, Wlu, dw)
         accepted = False
-        if ok and np.all(np.isfinite(dw)):
+        if ok:
             wn = w + dw
             _set_vars(P, var, wn)
             fn = _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
