@@ -19,26 +19,22 @@ issue 5) and the load average before and after, since on a shared machine other 
 take cores away from the run. Also checks that the CSVs of all runs of a figure agree
 (results depend only on the seed and arguments).
 
-Measured 2026-11-30 on the shared 2-core machine while other jobs kept its load average
-at 2.7-5 (so neither run had whole cores: see "cores used"); best of the runs shown:
+Measured 2026-11-30 on the 2-core machine once it was quiet (load average below 1.6):
 
-=====================================  ==========  ==========  ================
-run                                    1 worker    2 workers   cores used 1 / 2
-=====================================  ==========  ==========  ================
-fig3a ``--trials 50`` (2 runs each)    52.6 s      84.2 s      0.96 / 0.65
-fig3a ``--trials 200``                 269.3 s     281.1 s     0.73 / 0.75
-fig2a ``--trials 10 --ns 8,12`` (x2)   31.4 s      15.1 s      0.80 / 1.64
-=====================================  ==========  ==========  ================
+=========================================  ==========  ==========  ==========  =========
+run                                        1 worker    2 workers   speed-up    cores 1/2
+=========================================  ==========  ==========  ==========  =========
+fig2a ``--trials 200 --ns 8,12``           110.2 s     61.4 s      **1.80x**   1.00/1.95
+fig2a ``--trials 50 --ns 8,12`` (best of 2)  28.9 s      16.6 s      1.74x       1.00/1.85
+fig2a ``--trials 1000`` (n = 8, 12, 16)    --          1379 s      --          --/1.98
+fig3a ``--trials 1000``                    --          454 s  --          --
+=========================================  ==========  ==========  ==========  =========
 
-The 1 -> 2 speed-up could not be measured fairly: the 2-worker runs mostly got less than
-one core. CPU time is what the engine controls: two workers used 55.1 vs 50.3-51.9 CPU s
-(fig3a, 50 trials), 209.5 vs 197.6 (fig3a, 200) and 24.7-25.2 vs 23.5-25.2 (fig2a, 10):
-+0-6%, much of it the start-up of the spawned workers (a 1-trial ``fig3a --ns 6`` run took
-3.1 s with 1 worker, 5.8 s with 2). The one 2-worker
-run that got 1.64 cores was 2.08x faster than the best 1-worker run (which got 0.80).
-``--trials 1000`` was not run: extrapolating these CPU times, fig3a takes ~17 CPU minutes
-and fig2a (n = 8, 12, 16; its 13 n = 16 points took 2-6 s wall per 2 trials each at 64
-starts under this load) hours.
+Short runs scale worse because every spawned worker starts an interpreter and loads the
+Numba cache (about 3 s); at 200 trials per point the 1 -> 2 speed-up reaches the 1.8x
+target, and the full Figure 2a sweep kept both cores busy (198% CPU, 2738 CPU s in
+23 min, under the issue's 30 minutes). Earlier runs the same day, under load average
+2.7-5 from other jobs, could not show the scaling (the 2-worker runs got < 1 core).
 """
 from __future__ import annotations
 
