@@ -27,7 +27,7 @@ run                                        1 worker    2 workers   speed-up    c
 fig2a ``--trials 200 --ns 8,12``           110.2 s     61.4 s      **1.80x**   1.00/1.95
 fig2a ``--trials 50 --ns 8,12`` (best of 2)  28.9 s      16.6 s      1.74x       1.00/1.85
 fig2a ``--trials 1000`` (n = 8, 12, 16)    --          1379 s      --          --/1.98
-fig3a ``--trials 1000``                    --          454 s  --          --
+fig3a ``--trials 1000``                    --          454 s       --          --/1.97
 =========================================  ==========  ==========  ==========  =========
 
 Short runs scale worse because every spawned worker starts an interpreter and loads the
