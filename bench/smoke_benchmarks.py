@@ -22,9 +22,18 @@ PREFIXES = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-compile", action="store_true", help="skip track_compile_seconds")
+    ap.add_argument("--modules", default="bench_linear,bench_polynomial,bench_relu",
+                    help="benchmark modules of bench/benchmarks to run (comma-separated)")
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    mod = importlib.import_module("benchmarks.bench_linear")
+    failed = 0
+    for name in args.modules.split(","):
+        failed += _run_module(importlib.import_module(f"benchmarks.{name}"), args)
+    return 1 if failed else 0
+
+
+def _run_module(mod, args):
+    """Call every benchmark of ``mod`` once; returns the number that failed."""
     failed = 0
     for cname, cls in inspect.getmembers(mod, inspect.isclass):
         if cls.__module__ != mod.__name__:
@@ -32,8 +41,9 @@ def main(argv=None):
         methods = [n for n in dir(cls) if n.startswith(PREFIXES)]
         if not methods:
             continue
-        params = getattr(cls, "params", [[]])
-        for combo in itertools.product(*params) if params else [()]:
+        # no params: one call without arguments (product() yields one empty tuple)
+        params = getattr(cls, "params", [])
+        for combo in itertools.product(*params):
             for meth in methods:
                 if args.skip_compile and meth == "track_compile_seconds":
                     continue
@@ -55,7 +65,7 @@ def main(argv=None):
                     failed += 1
                     print(f"FAIL {label}")
                     traceback.print_exc()
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":
