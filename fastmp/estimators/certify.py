@@ -192,10 +192,17 @@ def _arb_mat(a):
     return arb_mat([[float(v) for v in row] for row in a])
 
 
-def chain_arb(prog, P, consts, var, want_jacobian):
+def chain_arb(prog, P, consts, var, want_jacobian, generic=False):
     """Output ``Y`` and Jacobian ``J`` of a chain program in python-flint ``arb_mat``
-    arithmetic (``P``: list of arb_mat, some entries may be balls)."""
+    arithmetic (``P``: list of arb_mat, some entries may be balls). For a homogeneous
+    chain (:func:`fastmp.kernels.chain._homogeneous`, the LRNN) the Jacobian of the step
+    parameter is assembled from the powers ``L A^j`` as in the double-precision kernel:
+    one Python-level accumulation per power instead of one per (term, step), which is
+    where certification spent its time at n = 16 (``generic=True`` forces the generic
+    assembly, for tests)."""
     from flint import arb_mat
+
+    from ..kernels.chain import _homogeneous
     d, m = prog.d, prog.m
     N = [P[prog.src_idx] if prog.src_kind == 0 else consts[prog.src_idx]]
     for a in prog.steps:
@@ -214,6 +221,18 @@ def chain_arb(prog, P, consts, var, want_jacobian):
         eye_d[k, k] = 1
     for k in range(m):
         eye_m[k, k] = 1
+    def add(p, Gs, H):
+        for v, (pv, i, j) in enumerate(var):
+            if pv != p:
+                continue
+            for a_ in range(d):
+                g = Gs[a_, i]
+                for c in range(m):
+                    J[a_ * m + c, v] += g * H[j, c]
+
+    homogeneous = (want_jacobian and not generic and
+                   _homogeneous(prog.steps_arr, prog.terms_arr, prog.src_kind, prog.src_idx))
+    Z = None
     for l, it, rc, lc in prog.terms:
         LC = consts[lc] if lc >= 0 else None
         if l >= 0:
@@ -224,25 +243,32 @@ def chain_arb(prog, P, consts, var, want_jacobian):
         Y += L * N[it] * R
         if not want_jacobian:
             continue
-        G = {it: L}
-        for s in range(it, 0, -1):
-            G[s - 1] = G[s] * P[prog.steps[s - 1]]
-
-        def add(p, Gs, H):
-            for v, (pv, i, j) in enumerate(var):
-                if pv != p:
-                    continue
-                for a_ in range(d):
-                    g = Gs[a_, i]
-                    for c in range(m):
-                        J[a_ * m + c, v] += g * H[j, c]
-
-        for s in range(1, it + 1):
-            add(prog.steps[s - 1], G[s], N[s - 1] * R)
-        if prog.src_kind == 0:
-            add(prog.src_idx, G[0], R)
+        if homogeneous:
+            # the same L and step A for every term: G_s = L A^(it - s) = Q_(it - s);
+            # collect Z_j = sum_t N_(it-1-j) R_t, add Q_j (x) Z_j once per power below
+            if Z is None:
+                imax = max(t[1] for t in prog.terms)
+                Q = [L]
+                for _ in range(imax):
+                    Q.append(Q[-1] * P[prog.steps[0]])
+                Z = [arb_mat(N[0].nrows(), m) for _ in range(imax)]
+            for j in range(it):
+                Z[j] = Z[j] + N[it - 1 - j] * R
+            if prog.src_kind == 0:
+                add(prog.src_idx, Q[it], R)
+        else:
+            G = {it: L}
+            for s in range(it, 0, -1):
+                G[s - 1] = G[s] * P[prog.steps[s - 1]]
+            for s in range(1, it + 1):
+                add(prog.steps[s - 1], G[s], N[s - 1] * R)
+            if prog.src_kind == 0:
+                add(prog.src_idx, G[0], R)
         if l >= 0:
             add(l, LC if LC is not None else eye_d, N[it] * R)
+    if homogeneous and Z is not None:
+        for j in range(len(Z)):
+            add(prog.steps[0], Q[j], Z[j])
     return Y, J
 
 
