@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
+from .dense import solve_into
 from .rng import fill_normal, trial_state
 
 
@@ -370,54 +371,9 @@ def _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r):
 
 @jit
 def solve_damped(A, b, lam, W, x):
-    """``x = (A + lam diag(max(A_ii, 1e-12)))^-1 b`` by LU with partial pivoting in the
-    scratch ``W`` (``A`` and ``b`` are left untouched; ``lam = 0`` solves ``A x = b``).
-    Returns False for an exactly zero pivot or a non-finite result. No allocation: at
-    the sizes of the polynomial systems (r = 16..32) a LAPACK call through
-    ``np.linalg.solve`` cost 2-3x the arithmetic in copies and allocations."""
-    n = A.shape[0]
-    for i in range(n):
-        for j in range(n):
-            W[i, j] = A[i, j]
-        if lam != 0.0:
-            W[i, i] += lam * max(A[i, i], 1e-12)
-        x[i] = b[i]
-    for k in range(n):
-        p = k
-        big = abs(W[k, k])
-        for i in range(k + 1, n):
-            a = abs(W[i, k])
-            if a > big:
-                big = a
-                p = i
-        if big == 0.0:
-            return False
-        if p != k:
-            for j in range(n):
-                t = W[k, j]
-                W[k, j] = W[p, j]
-                W[p, j] = t
-            t = x[k]
-            x[k] = x[p]
-            x[p] = t
-        inv = 1.0 / W[k, k]
-        rowk = W[k, k + 1:n]
-        for i in range(k + 1, n):
-            f = W[i, k] * inv
-            if f != 0.0:
-                rowi = W[i, k + 1:n]
-                for j in range(rowk.shape[0]):
-                    rowi[j] -= f * rowk[j]
-                x[i] -= f * x[k]
-    for i in range(n - 1, -1, -1):
-        s = x[i]
-        for j in range(i + 1, n):
-            s -= W[i, j] * x[j]
-        x[i] = s / W[i, i]
-    for i in range(n):
-        if not np.isfinite(x[i]):
-            return False
-    return True
+    """``x = (A + lam diag(max(A_ii, 1e-12)))^-1 b`` in the scratch ``W``; False for an
+    exactly zero pivot or a non-finite result (:func:`fastmp.kernels.dense.solve_into`)."""
+    return solve_into(A, b, lam, 0.0, W, x)
 
 
 @jit

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
+from .dense import solve_into
 from .rng import fill_normal, next_uniform, trial_state
 
 #: random stream of the pattern search inside a trial (stream 0 draws the trial itself)
@@ -145,43 +146,7 @@ def lu_solve(E, g, LU, x):
     """Solve the square system ``E x = g`` by Gaussian elimination with partial pivoting
     in the preallocated ``LU`` (no allocation; small systems). Returns False if a pivot
     is zero or below ``1e-14`` of the largest entry of ``E`` (caller falls back)."""
-    n = E.shape[0]
-    scale = 0.0
-    for i in range(n):
-        for j in range(n):
-            LU[i, j] = E[i, j]
-            a = abs(E[i, j])
-            if a > scale:
-                scale = a
-        x[i] = g[i]
-    if scale == 0.0:
-        return False
-    for c in range(n):
-        p = c
-        best = abs(LU[c, c])
-        for i in range(c + 1, n):
-            a = abs(LU[i, c])
-            if a > best:
-                best, p = a, i
-        if not best > 1e-14 * scale:
-            return False
-        if p != c:
-            for j in range(n):
-                LU[c, j], LU[p, j] = LU[p, j], LU[c, j]
-            x[c], x[p] = x[p], x[c]
-        inv = 1.0 / LU[c, c]
-        for i in range(c + 1, n):
-            fct = LU[i, c] * inv
-            if fct != 0.0:
-                for j in range(c + 1, n):
-                    LU[i, j] -= fct * LU[c, j]
-                x[i] -= fct * x[c]
-    for c in range(n - 1, -1, -1):
-        acc = x[c]
-        for j in range(c + 1, n):
-            acc -= LU[c, j] * x[j]
-        x[c] = acc / LU[c, c]
-    return True
+    return solve_into(E, g, 0.0, 1e-14, LU, x)
 
 
 @jit

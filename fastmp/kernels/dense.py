@@ -1,0 +1,69 @@
+"""Small dense linear solves for the per-start kernels (no allocation, no LAPACK call).
+
+At the sizes of the polynomial and ReLU systems (tens of unknowns) a LAPACK call through
+``np.linalg.solve`` cost 2-3x the arithmetic in argument copies and allocations.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import jit
+
+
+@jit
+def solve_into(A, b, lam, pivot_tol, W, x):
+    """``x = (A + lam diag(max(A_ii, 1e-12)))^-1 b`` by Gaussian elimination with partial
+    pivoting in the scratch ``W`` (``A``, ``b`` untouched; ``lam = 0``: plain ``A x = b``).
+
+    Returns False -- and the caller treats the system as singular -- when a pivot is not
+    above ``pivot_tol`` times the largest entry of ``A`` (``pivot_tol = 0``: only exact
+    zeros), or the solution is not finite."""
+    n = A.shape[0]
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            W[i, j] = A[i, j]
+            a = abs(A[i, j])
+            if a > scale:
+                scale = a
+        if lam != 0.0:
+            W[i, i] += lam * max(A[i, i], 1e-12)
+        x[i] = b[i]
+    if scale == 0.0:
+        return False
+    for k in range(n):
+        p = k
+        big = abs(W[k, k])
+        for i in range(k + 1, n):
+            a = abs(W[i, k])
+            if a > big:
+                big = a
+                p = i
+        if not big > pivot_tol * scale:
+            return False
+        if p != k:
+            for j in range(n):
+                t = W[k, j]
+                W[k, j] = W[p, j]
+                W[p, j] = t
+            t = x[k]
+            x[k] = x[p]
+            x[p] = t
+        inv = 1.0 / W[k, k]
+        rowk = W[k, k + 1:n]
+        for i in range(k + 1, n):
+            f = W[i, k] * inv
+            if f != 0.0:
+                rowi = W[i, k + 1:n]
+                for j in range(rowk.shape[0]):
+                    rowi[j] -= f * rowk[j]
+                x[i] -= f * x[k]
+    for i in range(n - 1, -1, -1):
+        s = x[i]
+        for j in range(i + 1, n):
+            s -= W[i, j] * x[j]
+        x[i] = s / W[i, i]
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return False
+    return True
