@@ -147,6 +147,21 @@ def _add_l_column(C, N, it, rc, lc, vi, vj, cols, d, m, J, v):
 
 
 @jit
+def _add_times_r(X, rows, cols, C, rc, m, H, out):
+    """``out[:rows] += X[:rows, :cols] R`` with ``R = C[rc]`` (identity for ``rc < 0``);
+    ``H`` is scratch."""
+    if rc >= 0:
+        _mm(X, rows, cols, C[rc], m, H)
+    else:
+        for i in range(rows):
+            for c in range(m):
+                H[i, c] = X[i, c]
+    for i in range(rows):
+        for c in range(m):
+            out[i, c] += H[i, c]
+
+
+@jit
 def _homogeneous(steps, terms, src_kind, src_idx):
     """Whether every step multiplies by the same parameter ``a`` and every term has the
     same left factors (``l``, ``lc``), neither of them ``a`` nor the source: the LRNN's
@@ -216,30 +231,9 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
         it, rc = terms[t, 1], terms[t, 2]
         for j in range(it):
             # N_{it-1-j} R_t into Z_j, E_{it-j} R_t into V_j
-            s1 = it - 1 - j
-            prow = ns[s1, 0]
-            if rc >= 0:
-                _mm(N[s1], prow, cols, C[rc], m, H)
-            else:
-                for i in range(prow):
-                    for c in range(m):
-                        H[i, c] = N[s1, i, c]
-            for i in range(prow):
-                for c in range(m):
-                    Z[j, i, c] += H[i, c]
-            if not defects:
-                continue
-            s2 = it - j
-            erow = ns[s2, 0]
-            if rc >= 0:
-                _mm(E[s2], erow, cols, C[rc], m, H)
-            else:
-                for i in range(erow):
-                    for c in range(m):
-                        H[i, c] = E[s2, i, c]
-            for i in range(erow):
-                for c in range(m):
-                    V[j, i, c] += H[i, c]
+            _add_times_r(N[it - 1 - j], ns[it - 1 - j, 0], cols, C, rc, m, H, Z[j])
+            if defects:
+                _add_times_r(E[it - j], ns[it - j, 0], cols, C, rc, m, H, V[j])
     # defect correction
     for j in range(imax if defects else 0):
         for i in range(d):
