@@ -35,8 +35,9 @@ COMPILER_DIRECTIVES = {
 EXTENSIONS = [
     Extension(
         "fastmp._ext._lapack",
-        # screen.c: the vectorised nonsingularity screen of the linear estimator
-        [f"{CSRC}/fastmp/_ext/_lapack.pyx", f"{CSRC}/fastmp/_ext/screen.c"],
+        # screen.h (header-only C, included by the .pyx): the vectorised nonsingularity
+        # screen of the linear estimator
+        [f"{CSRC}/fastmp/_ext/_lapack.pyx"],
         include_dirs=[numpy.get_include(), f"{CSRC}/fastmp/_ext"],
         depends=[f"{CSRC}/fastmp/_ext/screen.h"],
     ),
@@ -91,7 +92,7 @@ class build_py(_build_py):
 
 class build_ext(_build_ext):
     """Compile with OpenMP where the compiler can (``decide_batch(n_threads=...)``), and
-    at ``-O3`` with gcc/clang: ``screen.c`` relies on the loop vectoriser."""
+    at ``-O3`` with gcc/clang: ``screen.h`` relies on the loop vectoriser."""
 
     def build_extensions(self):
         flags = self._openmp_flags()

@@ -16,7 +16,7 @@ from .refine import exact_status
 
 BACKENDS = ("numba", "cython")
 
-try:  # the vectorised nonsingularity screen (csrc/fastmp/_ext/screen.c)
+try:  # the vectorised nonsingularity screen (csrc/fastmp/_ext/screen.h)
     from .._ext._lapack import screen_batch as _screen_c
 except ImportError:  # pragma: no cover - extension not built: the Numba LU screen serves
     _screen_c = None

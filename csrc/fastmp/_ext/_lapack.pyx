@@ -288,11 +288,11 @@ cdef extern from "screen.h":
 
 
 def screen_batch(C, double screen, signed char[:] status, rcond=None):
-    """Lane-wise nonsingularity screen (``screen.c``) of the square systems ``C[b]``.
+    """Lane-wise nonsingularity screen (``screen.h``) of the square systems ``C[b]``.
 
     ``C`` is a C-contiguous float64 array of shape ``(B, n, n)``. Every system that is
     certainly nonsingular -- 1-norm reciprocal condition estimate at least ``screen``,
-    LU growth at most 1e3 (the argument is in ``screen.c``) -- gets ``status[b] = MATCH``
+    LU growth at most 1e3 (the argument is in ``screen.h``) -- gets ``status[b] = MATCH``
     (a nonsingular square system is solvable for any right-hand side). Returns a boolean
     array of the trials settled; the others are for the pivoted QR decision. If given,
     ``rcond`` (float64, length ``B``) receives every system's reciprocal condition
