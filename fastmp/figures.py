@@ -110,12 +110,9 @@ def _check_name(name):
     return name
 
 
-def _check_ns(name, ns):
-    if name == "b11":
-        if ns is not None:
-            raise ValueError("figure b11 has no n list (its network is LRNN(n=2, T=2, b=1, d=1))")
-        return (2,)
-    ns = DEFAULT_NS if ns is None else ns
+def _ns_sequence(ns, default):
+    """``ns`` (or ``default`` for None) as a tuple of distinct positive integers."""
+    ns = default if ns is None else ns
     try:
         ns = tuple(ns)
     except TypeError:
@@ -125,6 +122,19 @@ def _check_ns(name, ns):
     out = []
     for n in ns:
         n = _check_int("every n in ns", n, 1)
+        if n in out:
+            raise ValueError(f"run_figure: n = {n} given twice in ns")
+        out.append(n)
+    return tuple(out)
+
+
+def _check_ns(name, ns):
+    if name == "b11":
+        if ns is not None:
+            raise ValueError("figure b11 has no n list (its network is LRNN(n=2, T=2, b=1, d=1))")
+        return (2,)
+    ns = _ns_sequence(ns, DEFAULT_NS)
+    for n in ns:
         if name == "fig2a" and (n % 2 or n < 4):
             raise ValueError(f"figure fig2a needs even n >= 4 (T = n/2, k from 4 rows), "
                              f"got n = {n}")
@@ -134,10 +144,7 @@ def _check_ns(name, ns):
         if name == "fig3a" and n < max(FIG3A_Q, FIG3A_D):
             raise ValueError(f"figure fig3a needs n >= {max(FIG3A_Q, FIG3A_D)} (hidden layers no "
                              f"narrower than q = {FIG3A_Q} and d = {FIG3A_D}), got n = {n}")
-        if n in out:
-            raise ValueError(f"run_figure: n = {n} given twice in ns")
-        out.append(n)
-    return tuple(out)
+    return ns
 
 
 def _prepare_out(out):
@@ -431,19 +438,7 @@ FIG3C_NS = (64,)
 
 
 def _relu_check_ns(default):
-    def check(ns):
-        ns = default if ns is None else ns
-        try:
-            ns = tuple(ns)
-        except TypeError:
-            raise TypeError(f"run_figure: ns must be a sequence of integers, got {ns!r}") from None
-        if not ns:
-            raise ValueError("run_figure: ns is empty")
-        out = [_check_int("every n in ns", n, 1) for n in ns]
-        if len(set(out)) != len(out):
-            raise ValueError("run_figure: an n is given twice in ns")
-        return tuple(out)
-    return check
+    return lambda ns: _ns_sequence(ns, default)
 
 
 def _fig3b_points(ns, trials, seed, starts, ks):
