@@ -127,17 +127,21 @@ def test_full_lifted_jacobian_matches_finite_differences(case, side):
     np.testing.assert_allclose(J0, fd, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_homogeneous_jacobian_equals_generic(seed, side="right"):
-    # the LRNN's fast path against the generic one: every kind of variable (D, B, W), and
-    # inconsistent nodes with nonzero defects for the correction term
+def _mixed_lrnn_allocation(seed):
+    """An LRNN allocation with unknowns in D, B and W (every kind of variable)."""
     model = fastmp.LRNN(n=6, T=3, b=2, d=2)
-    m = 3
     rng = np.random.default_rng(seed)
     masks = {name: rng.random(shape) < 0.4 for name, shape in model.param_shapes.items()}
     for name in masks:
         masks[name].flat[0] = True
-    alloc = fastmp.Allocation(model, masks)
+    return model, 3, fastmp.Allocation(model, masks), rng
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_homogeneous_jacobian_equals_generic(seed, side="right"):
+    # the LRNN's fast path against the generic one: every kind of variable (D, B, W), and
+    # inconsistent nodes with nonzero defects for the correction term
+    model, m, alloc, rng = _mixed_lrnn_allocation(seed)
     prog = model.chain_program(m, side)
     var = model.variables(alloc, side)
     params, consts, _ = model.chain_trial(seed, 0, m, side)
@@ -191,13 +195,7 @@ def test_arb_homogeneous_jacobian_equals_generic(seed):
     from flint import arb
 
     from fastmp.estimators.certify import _arb_mat, chain_arb
-    model = fastmp.LRNN(n=6, T=3, b=2, d=2)
-    m = 3
-    rng = np.random.default_rng(seed)
-    masks = {name: rng.random(shape) < 0.4 for name, shape in model.param_shapes.items()}
-    for name in masks:
-        masks[name].flat[0] = True
-    alloc = fastmp.Allocation(model, masks)
+    model, m, alloc, rng = _mixed_lrnn_allocation(seed)
     prog = model.chain_program(m)
     var = model.variables(alloc)
     params, consts, _ = model.chain_trial(seed, 0, m)
