@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import fastmp  # noqa: E402
 from fastmp._config import DEFAULT_TOLERANCES  # noqa: E402
-from fastmp.estimators.linear import _decide_screened, linear_systems  # noqa: E402
+from fastmp.estimators.linear import CHUNK, _decide_screened, _Systems  # noqa: E402
 from fastmp.generators import budget_allocation, random_in_rows  # noqa: E402
 from fastmp.kernels.decide import decide_batch  # noqa: E402
 from fastmp.kernels.rng import draw_segments  # noqa: E402
@@ -48,7 +48,6 @@ LAYER = "W2"
 M = 4
 TARGET_RATIO = 50.0
 TARGET_RATE = 20_000.0
-BATCH = 4096  # batch size of fastmp.match_probability's default
 
 
 @numba.njit(cache=False)
@@ -232,19 +231,20 @@ def main(argv=None):
         print(f"[{be}] fastmp rate = {rates[be]:,.0f} trials/s  (target >= {TARGET_RATE:,.0f}): {flag(ok_rate)}")
     print()
 
-    # -- time split: draws | assembly | decision, over the same N trials in default
-    # batches; each part is timed `repeat` times and the fastest is kept
-    status = np.empty(min(BATCH, N), dtype=np.int8)
+    # -- time split: draws | assembly | decision, over the same N trials in the chunks
+    # the estimator uses; each part is timed `repeat` times and the fastest is kept
+    status = np.empty(min(CHUNK, N), dtype=np.int8)
+    systems = _Systems(net, LAYER, mask, M)
     parts = ["draw", "sys"] + [f"dec_{be}" for be in backends]
     best = dict.fromkeys(parts, math.inf)
     for _ in range(args.repeat):
         acc = dict.fromkeys(parts, 0.0)
-        for start in range(0, N, BATCH):
-            count = min(BATCH, N - start)
+        for start in range(0, N, CHUNK):
+            count = min(CHUNK, N - start)
             t0 = clock()
             _draw_only(np.uint64(S), start, count, seg_start, seg_scale, need)
             t1 = clock()
-            C, rhs, scale = linear_systems(net, LAYER, mask, M, S, start, count, with_rhs=False)
+            C, rhs, scale = systems(S, np.arange(start, start + count), with_rhs=False, reuse=True)
             t2 = clock()
             _decide_screened(C, rhs, scale, tol, status[:count], DEFAULT_TOLERANCES.screen)
             t3 = clock()
@@ -260,7 +260,7 @@ def main(argv=None):
     t_dec = {be: best[f"dec_{be}"] for be in backends}
     total = t_sys + t_dec["numba"]
     us = 1e6 / N
-    print(f"time split over {N} trials (batches of {BATCH}, numba decision, best of {args.repeat}):")
+    print(f"time split over {N} trials (chunks of {CHUNK}, numba decision, best of {args.repeat}):")
     print(f"  linear_systems (draw + assemble): {t_sys * us:6.2f} us/trial  {100 * t_sys / total:5.1f}%")
     print(f"    of which random draws         : {t_draw * us:6.2f} us/trial  {100 * t_draw / total:5.1f}%"
           f"  ({int(sum(seg_start[k + 1] - seg_start[k] for k in range(len(need)) if need[k]))} "

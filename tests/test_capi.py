@@ -18,7 +18,7 @@ from fastmp import _config
 from fastmp._ext import capi
 from fastmp.estimators.linear import linear_systems
 from fastmp.kernels import rng
-from fastmp.kernels.linear import assemble_columns
+from fastmp.kernels.linear import assemble_columns, assembly_scratch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def test_assemble_columns_is_bit_identical():
     mask = g.random((p, q)) < 0.5
     ai, aj = (a.astype(np.int64) for a in np.nonzero(mask))
     ref = np.empty((d * m, ai.size))
-    assemble_columns(Ls, Rs, ai, aj, ref)
+    assemble_columns(Ls, Rs, ai, aj, ref, assembly_scratch(Ls, Rs, ai))
     np.testing.assert_array_equal(capi.assemble_columns(Ls, Rs, ai, aj), ref)
 
 

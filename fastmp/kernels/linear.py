@@ -34,43 +34,65 @@ def matmul_into(A, B, out):
 
 
 @jit
-def assemble_columns(Ls, Rs, alloc_i, alloc_j, C):
+def assembly_scratch(Ls, Rs, alloc_i):
+    """Scratch for :func:`assemble_columns` (allocate once per batch, not per trial)."""
+    return np.empty((Ls.shape[0], Ls.shape[1] + Rs.shape[2], alloc_i.shape[0]))
+
+
+@jit
+def assemble_columns(Ls, Rs, alloc_i, alloc_j, C, G):
     """Fill ``C`` (``d*m x r``): column ``k`` is ``vec(sum_t L_t[:, i_k] R_t[j_k, :])``.
 
-    ``Ls`` is ``(T, d, p)``, ``Rs`` is ``(T, q, m)``. ``C`` is filled row by row (it is
-    row-major): writing it column by column touched a new cache line per entry and cost
-    more than the products themselves.
+    ``Ls`` is ``(T, d, p)``, ``Rs`` is ``(T, q, m)``, ``G`` scratch from
+    :func:`assembly_scratch`. The allocated columns of the factors are gathered first
+    (``G[t, a, k] = L_t[a, i_k]``, ``G[t, d + c, k] = R_t[j_k, c]``), so that ``C`` is
+    then filled row by row with unit-stride products that vectorise; gathering inside
+    that loop cost 1.7x as much. (``C`` is row-major: writing it column by column touched
+    a new cache line per entry.)
     """
     nt, d, _ = Ls.shape
     m = Rs.shape[2]
     r = alloc_i.shape[0]
     if nt == 1:
-        assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C)
+        assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C, G[0])
         return
+    for t in range(nt):
+        _gather_columns(Ls[t], Rs[t], alloc_i, alloc_j, G[t])
     for a in range(d):
         for c in range(m):
-            row = C[a * m + c]
             for k in range(r):
-                i = alloc_i[k]
-                j = alloc_j[k]
                 s = 0.0
                 for t in range(nt):
-                    s += Ls[t, a, i] * Rs[t, j, c]
-                row[k] = s
+                    s += G[t, a, k] * G[t, d + c, k]
+                C[a * m + c, k] = s
 
 
 @jit
-def assemble_columns1(L0, R0, alloc_i, alloc_j, C):
-    """:func:`assemble_columns` for a single term ``Y = L0 P R0`` (2-d ``L0``, ``R0``):
-    entry ``(a m + c, k)`` of ``C`` is ``L0[a, i_k] R0[j_k, c]``."""
+def _gather_columns(L0, R0, alloc_i, alloc_j, G):
+    d = L0.shape[0]
+    m = R0.shape[1]
+    for k in range(alloc_i.shape[0]):
+        i = alloc_i[k]
+        j = alloc_j[k]
+        for a in range(d):
+            G[a, k] = L0[a, i]
+        for c in range(m):
+            G[d + c, k] = R0[j, c]
+
+
+@jit
+def assemble_columns1(L0, R0, alloc_i, alloc_j, C, G):
+    """:func:`assemble_columns` for a single term ``Y = L0 P R0`` (2-d ``L0``, ``R0``,
+    scratch ``G`` of shape ``(d + m, r)``): entry ``(a m + c, k)`` of ``C`` is
+    ``L0[a, i_k] R0[j_k, c]``."""
     d = L0.shape[0]
     m = R0.shape[1]
     r = alloc_i.shape[0]
+    _gather_columns(L0, R0, alloc_i, alloc_j, G)
     for a in range(d):
         for c in range(m):
-            row = C[a * m + c]
             for k in range(r):
-                row[k] = L0[a, alloc_i[k]] * R0[alloc_j[k], c]
+                C[a * m + c, k] = G[a, k] * G[d + c, k]
 
 
 @jit

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble_columns, assemble_rhs
+from ..kernels.linear import assemble_columns, assemble_rhs, assembly_scratch
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -55,11 +55,12 @@ def _estimator_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_s
         Ls[0, a, a] = 1.0
     Rs = np.empty((1, q, m))
     P = np.empty((d, q))
+    scratch = assembly_scratch(Ls, Rs, alloc_i)
     for k in range(trials.shape[0]):
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2]:seg_start[3]].reshape((q, m))
         Rs[0] = X
-        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k], scratch)
         if with_rhs:
             Wt = buf[seg_start[0]:seg_start[1]].reshape((d, q))
             P[:, :] = buf[seg_start[1]:seg_start[2]].reshape((d, q))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble_columns1, assemble_rhs, matmul_into
+from ..kernels.linear import assemble_columns1, assemble_rhs, assembly_scratch, matmul_into
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -117,6 +117,7 @@ def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
     rb = np.empty(wmax * m)
     ga = np.empty(d * wmax)
     gb = np.empty(d * wmax)
+    scratch = assembly_scratch(Ls, Rs, alloc_i)[0]
     for k in range(trials.shape[0]):
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         X = buf[seg_start[2 * L]:seg_start[2 * L + 1]].reshape((q, m))
@@ -130,7 +131,7 @@ def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
         if which == L - 1:
             Ls[0] = np.eye(d)
             Rs[0] = src
-            assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C[k])
+            assemble_columns1(Ls[0], Rs[0], alloc_i, alloc_j, C[k], scratch)
         else:
             gsrc = _layer(buf, seg_start, 2 * L - 1, widths, L - 1)
             for i, l in enumerate(range(L - 2, which, -1)):
@@ -138,7 +139,7 @@ def _ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                 matmul_into(gsrc, _layer(buf, seg_start, L + l, widths, l), gdst)
                 gsrc = gdst
             # no copies: the factors are read where they were computed
-            assemble_columns1(gsrc, src, alloc_i, alloc_j, C[k])
+            assemble_columns1(gsrc, src, alloc_i, alloc_j, C[k], scratch)
             if with_rhs:
                 Ls[0] = gsrc
                 Rs[0] = src

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble_columns, assemble_rhs
+from ..kernels.linear import assemble_columns, assemble_rhs, assembly_scratch
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -121,6 +121,7 @@ def _lrnn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
         Ls = np.empty((T, d, n))
         Rs = np.empty((T, b, m))
         P = np.empty((n, b))
+    scratch = assembly_scratch(Ls, Rs, alloc_i)
     for k in range(trials.shape[0]):
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         Ws = buf[seg_start[3]:seg_start[4]].reshape((n, n))
@@ -136,7 +137,7 @@ def _lrnn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                 G = np.dot(G, Ws)
                 Ls[t] = G
             Rs[:, :, :] = X
-        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k], scratch)
         if with_rhs:
             Wt = buf[seg_start[0]:seg_start[1]].reshape((n, n))
             Bt = buf[seg_start[1]:seg_start[2]].reshape((n, b))

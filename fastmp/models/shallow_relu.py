@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels.linear import assemble_columns, assemble_rhs
+from ..kernels.linear import assemble_columns, assemble_rhs, assembly_scratch
 from ..kernels.rng import draw_segments
 from .base import Model, _check_dim
 
@@ -71,12 +71,13 @@ def _relu_w2_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_sca
         Ls[0, a, a] = 1.0
     Rs = np.empty((1, n, m))
     P = np.empty((d, n))
+    scratch = assembly_scratch(Ls, Rs, alloc_i)
     for k in range(trials.shape[0]):
         draw_segments(seed, np.uint64(trials[k]), seg_start, seg_scale, need, buf)
         W1s = buf[seg_start[2]:seg_start[3]].reshape((n, q))
         X = buf[seg_start[4]:seg_start[5]].reshape((q, m))
         Rs[0] = np.maximum(np.dot(W1s, X), 0.0)
-        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k])
+        assemble_columns(Ls, Rs, alloc_i, alloc_j, C[k], scratch)
         if with_rhs:
             W1t = buf[seg_start[0]:seg_start[1]].reshape((n, q))
             W2t = buf[seg_start[1]:seg_start[2]].reshape((d, n))
