@@ -47,7 +47,18 @@ EXTENSIONS = [
         [f"{CSRC}/fastmp/_ext/capi.pyx"],
         include_dirs=[numpy.get_include()],
     ),
+    # ahead-of-time twins of the small linear path's Numba kernels (cold start): built
+    # without fused multiply-adds (see build_ext) so that they give Numba's bits
+    Extension(
+        "fastmp._ext._linear",
+        [f"{CSRC}/fastmp/_ext/_linear.pyx"],
+        include_dirs=[numpy.get_include()],
+    ),
 ]
+
+#: extensions whose floating-point results must equal Numba's bit for bit: no
+#: contraction of a*b + c into an FMA (Numba, fastmath off, never contracts)
+NO_FP_CONTRACT = {"fastmp._ext._linear"}
 
 
 def _pxd_files(packages, build_lib):
@@ -98,7 +109,9 @@ class build_ext(_build_ext):
         flags = self._openmp_flags()
         opt = [] if self.compiler.compiler_type == "msvc" else ["-O3"]
         for ext in self.extensions:
-            ext.extra_compile_args = list(ext.extra_compile_args or []) + flags + opt
+            strict = (["-ffp-contract=off"] if ext.name in NO_FP_CONTRACT
+                      and self.compiler.compiler_type != "msvc" else [])
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + flags + opt + strict
             ext.extra_link_args = list(ext.extra_link_args or []) + flags
         super().build_extensions()
 
