@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 
 import fastmp  # noqa: E402
 from fastmp._config import DEFAULT_TOLERANCES  # noqa: E402
-from fastmp.estimators.linear import CHUNK, _decide_screened, _Systems  # noqa: E402
+from fastmp.estimators import linear_aot  # noqa: E402
+from fastmp.estimators.linear import CHUNK, _decide_numba, _decide_screened, _Systems  # noqa: E402
 from fastmp.generators import budget_allocation, random_in_rows  # noqa: E402
 from fastmp.kernels.decide import decide_batch  # noqa: E402
 from fastmp.kernels.rng import draw_segments  # noqa: E402
@@ -234,7 +235,10 @@ def main(argv=None):
     # -- time split: draws | assembly | decision, over the same N trials in the chunks
     # the estimator uses; each part is timed `repeat` times and the fastest is kept
     status = np.empty(min(CHUNK, N), dtype=np.int8)
-    systems = _Systems(net, LAYER, mask, M)
+    # the kernels match_probability runs: the ahead-of-time twins where available
+    aot = linear_aot.available(net)
+    systems = _Systems(net, LAYER, mask, M, aot)
+    decide_rest = linear_aot.decide_batch() if aot else _decide_numba
     parts = ["draw", "sys"] + [f"dec_{be}" for be in backends]
     best = dict.fromkeys(parts, math.inf)
     for _ in range(args.repeat):
@@ -246,7 +250,8 @@ def main(argv=None):
             t1 = clock()
             C, rhs, scale = systems(S, np.arange(start, start + count), with_rhs=False, reuse=True)
             t2 = clock()
-            _decide_screened(C, rhs, scale, tol, status[:count], DEFAULT_TOLERANCES.screen)
+            _decide_screened(C, rhs, scale, tol, status[:count], DEFAULT_TOLERANCES.screen,
+                             decide_rest)
             t3 = clock()
             acc["draw"] += t1 - t0
             acc["sys"] += t2 - t1
@@ -262,7 +267,7 @@ def main(argv=None):
     us = 1e6 / N
     print(f"time split over {N} trials (chunks of {CHUNK}, numba decision, best of {args.repeat}):")
     print(f"  linear_systems (draw + assemble): {t_sys * us:6.2f} us/trial  {100 * t_sys / total:5.1f}%")
-    print(f"    of which random draws         : {t_draw * us:6.2f} us/trial  {100 * t_draw / total:5.1f}%"
+    print(f"    of which random draws (Numba) : {t_draw * us:6.2f} us/trial  {100 * t_draw / total:5.1f}%"
           f"  ({int(sum(seg_start[k + 1] - seg_start[k] for k in range(len(need)) if need[k]))} "
           f"of {int(seg_start[-1])} normals/trial: the teacher is drawn only for "
           f"rank-deficient systems)")

@@ -76,7 +76,7 @@ def test_twin_kernels_assemble_the_same_bits(net, name, mask, m):
 def test_twin_run_linear_gives_the_numba_statuses(net, name, mask, m):
     alloc = fastmp.Allocation(net, {name: mask})
     for batch in (64, 4096):
-        ref = nb.run_linear(net, alloc, m, 300, 11, backend="numba", batch_size=batch)
+        ref = nb.run_linear(net, alloc, m, 300, 11, backend="numba", batch_size=batch, aot=False)
         got = aot.run_linear(net, alloc, m, 300, 11, batch_size=batch)
         np.testing.assert_array_equal(got[0], ref[0])
         assert got[1] == ref[1]
@@ -137,7 +137,7 @@ def test_match_probability_takes_the_twins_for_builtin_linear_models():
     alloc = budget_allocation(net, "W2", 4, rng=3)
     assert aot.available(net) and not aot.available(net, backend="cython")
     res = fastmp.match_probability(net, alloc, trials=500, seed=4)
-    ref, refined = nb.run_linear(net, alloc, 4, 500, 4, backend="numba")
+    ref, refined = nb.run_linear(net, alloc, 4, 500, 4, backend="numba", aot=False)
     np.testing.assert_array_equal(res.status, ref)
     assert res.backend == "numba"
 

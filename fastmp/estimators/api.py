@@ -9,7 +9,6 @@ from .._config import DEFAULT_TOLERANCES, Tolerances
 from ..allocation import Allocation
 from ..models import ShallowReLU
 from ..models.base import Model
-from . import linear_aot
 from .linear import BACKENDS, run_linear
 from ..theory.classify import theorem35_variant
 from .polynomial import run_newton, run_theorem35
@@ -111,16 +110,11 @@ def match_probability(model, allocation=None, m=None, trials=1000, seed=0, metho
         if not linear:
             raise ValueError("match_probability: method 'linear' needs an allocation confined "
                              "to one parameter the model is linear in")
-        if linear_aot.available(model, backend):
-            # the Numba backend's kernels, compiled ahead of time: same statuses, and
-            # no JIT compilation in a fresh process (fastmp.estimators.linear_aot)
-            status, refined = linear_aot.run_linear(model, allocation, m, trials, seed,
-                                                    batch_size=batch_size,
-                                                    tolerances=tolerances, progress=progress)
-        else:
-            status, refined = run_linear(model, allocation, m, trials, seed, backend=backend,
-                                         batch_size=batch_size, tolerances=tolerances,
-                                         progress=progress)
+        # with the Numba backend, run_linear uses the kernels' ahead-of-time twins where
+        # they exist: same statuses, no JIT compilation in a fresh process
+        status, refined = run_linear(model, allocation, m, trials, seed, backend=backend,
+                                     batch_size=batch_size, tolerances=tolerances,
+                                     progress=progress)
         return MPResult.from_status(status, method="linear", backend=backend, refined=refined,
                                     budget={}, seconds=time.perf_counter() - t0, **common)
     if isinstance(model, ShallowReLU):

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._config import AMBIGUOUS, DEFAULT_TOLERANCES, NEED_RHS
 from ..kernels.decide import decide_batch as _decide_numba
+from . import linear_aot
 from .refine import exact_status
 
 BACKENDS = ("numba", "cython")
@@ -42,8 +43,10 @@ class _Systems:
     allocated indices -- is prepared once, and the output buffers are reused from one
     call to the next: per call only the compiled kernel runs."""
 
-    def __init__(self, model, name, mask, m):
-        self.kernel, self.dims = model._linear_kernel()
+    def __init__(self, model, name, mask, m, aot=False):
+        # aot: the ahead-of-time twin of the model's kernel (same numbers, no JIT)
+        self.kernel, self.dims = (linear_aot.twin_kernel(model) if aot
+                                  else model._linear_kernel())
         self.which = model.param_names.index(name)
         self.seg_start, self.seg_scale = model.segment_arrays(m)
         self.need = {w: model.needed_segments(name, m, w) for w in (False, True)}
@@ -72,15 +75,17 @@ class _Systems:
         return C, rhs, scale
 
 
-def linear_systems(model, name, mask, m, seed, start, count, with_rhs=True, trials=None):
+def linear_systems(model, name, mask, m, seed, start, count, with_rhs=True, trials=None,
+                   aot=False):
     """Assembled systems of trials ``start .. start+count-1`` (or of the trial indices
     ``trials``): ``(C, rhs, scale)`` with ``C`` of shape ``(count, d*m, r)``. Without
-    ``with_rhs`` only ``C`` is drawn and assembled (``scale = -1``). Exposed for tests,
-    benchmarks and embedding."""
+    ``with_rhs`` only ``C`` is drawn and assembled (``scale = -1``). With ``aot`` the
+    kernel's ahead-of-time twin does the work (:mod:`.linear_aot`; identical output).
+    Exposed for tests, benchmarks and embedding."""
     if trials is None:
         trials = np.arange(start, start + count, dtype=np.int64)
     trials = np.asarray(trials, dtype=np.int64)
-    return _Systems(model, name, mask, m)(seed, trials, with_rhs)
+    return _Systems(model, name, mask, m, aot)(seed, trials, with_rhs)
 
 
 #: trials per pass of the compiled pipeline (draw + assemble, then decide): their systems
@@ -92,10 +97,10 @@ CHUNK = 256
 SCREEN_PROBE = 64
 
 
-def _decide_screened(C, rhs, scale, tol, out, screen):
+def _decide_screened(C, rhs, scale, tol, out, screen, decide=_decide_numba):
     """Numba backend: square systems first pass the vectorised C screen, which settles
     the certainly nonsingular ones (a match whatever the right-hand side); the rest get
-    the Numba decision (pivoted QR). When a probe of the batch shows the screen failing
+    the Numba decision (pivoted QR; or ``decide``, its ahead-of-time twin). When a probe of the batch shows the screen failing
     on most trials (a structurally singular allocation), it is skipped: it would only
     cost time. The decisions are the same either way -- the screen answers only
     "nonsingular", which the QR decision answers too -- so results do not depend on
@@ -113,14 +118,14 @@ def _decide_screened(C, rhs, scale, tol, out, screen):
         rest = np.flatnonzero(~done)
         if rest.size:
             sub = np.empty(rest.size, dtype=np.int8)
-            _decide_numba(C[rest], rhs[rest], scale[rest], *tol, sub, screen)
+            decide(C[rest], rhs[rest], scale[rest], *tol, sub, screen)
             out[rest] = sub
         return
-    _decide_numba(C, rhs, scale, *tol, out, screen)
+    decide(C, rhs, scale, *tol, out, screen)
 
 
 def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4096,
-               tolerances=DEFAULT_TOLERANCES, progress=None):
+               tolerances=DEFAULT_TOLERANCES, progress=None, aot=None):
     """Per-trial status codes (int8 array of length ``trials``) of a linear allocation,
     and the number of trials re-decided in exact arithmetic (:mod:`.refine`).
 
@@ -129,14 +134,26 @@ def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4
     square systems by an LU condition screen; trials the first pass cannot settle are
     redrawn with their right-hand side -- the same numbers, since every weight matrix
     has its own random stream.
+
+    With the Numba backend the work is done by the kernels' ahead-of-time twins where the
+    model has them (``aot=None``: :func:`.linear_aot.available`) -- the same operations
+    compiled when the package was built, so a fresh process compiles nothing and the
+    statuses are the same trial by trial. ``aot=False`` forces the Numba kernels.
     """
     name = allocation.linear_param
     mask = allocation.mask(name)
     refined = 0
     decide = _decider(backend)
+    if aot is None:
+        aot = linear_aot.available(model, backend)
+    if aot:
+        if not linear_aot.available(model, backend):
+            raise ValueError(f"run_linear: no ahead-of-time kernels for {model!r} with "
+                             f"backend {backend!r}")
+        decide = linear_aot.decide_batch()
     tol = tolerances.as_tuple()
     screen = tolerances.screen if backend == "numba" else 0.0
-    systems = _Systems(model, name, mask, m)
+    systems = _Systems(model, name, mask, m, aot)
     M, N = systems.M, systems.ai.size
     lazy = M <= N
     # The compiled pipeline runs over chunks small enough that a chunk's systems stay in
@@ -152,7 +169,7 @@ def run_linear(model, allocation, m, trials, seed, backend="numba", batch_size=4
             C, rhs, scale = systems(seed, np.arange(lo, hi, dtype=np.int64),
                                     with_rhs=not lazy, reuse=True)
             if backend == "numba":
-                _decide_screened(C, rhs, scale, tol, out, screen)
+                _decide_screened(C, rhs, scale, tol, out, screen, decide)
             else:
                 decide(C, rhs, scale, *tol, out)
             if lazy:

@@ -75,40 +75,60 @@ cdef void _matmul_into(const double* A, const double* B, double* out,
                 out[i * p + j] += a * B[t * p + j]
 
 
+cdef void _gather_columns(const double* L0, const double* R0, Py_ssize_t d, Py_ssize_t pL,
+                          Py_ssize_t m, Py_ssize_t r, const int64_t* ai, const int64_t* aj,
+                          double* G) noexcept nogil:
+    """fastmp.kernels.linear._gather_columns: G[a, k] = L0[a, i_k], G[d + c, k] = R0[j_k, c]."""
+    cdef Py_ssize_t a, c, k
+    for k in range(r):
+        for a in range(d):
+            G[a * r + k] = L0[a * pL + ai[k]]
+        for c in range(m):
+            G[(d + c) * r + k] = R0[aj[k] * m + c]
+
+
 cdef void _assemble_columns1(const double* L0, const double* R0, Py_ssize_t d,
                              Py_ssize_t pL, Py_ssize_t m, Py_ssize_t r,
-                             const int64_t* ai, const int64_t* aj, double* C) noexcept nogil:
+                             const int64_t* ai, const int64_t* aj, double* C,
+                             double* G) noexcept nogil:
     """fastmp.kernels.linear.assemble_columns1: C[a m + c, k] = L0[a, i_k] R0[j_k, c]
-    (L0 d x pL, R0 q x m, C row-major d m x r)."""
+    (L0 d x pL, R0 q x m, C row-major d m x r; G scratch of (d + m) r)."""
     cdef Py_ssize_t a, c, k
     cdef double* row
+    cdef const double* ga
+    cdef const double* gc
+    _gather_columns(L0, R0, d, pL, m, r, ai, aj, G)
     for a in range(d):
+        ga = G + a * r
         for c in range(m):
+            gc = G + (d + c) * r
             row = C + (a * m + c) * r
             for k in range(r):
-                row[k] = L0[a * pL + ai[k]] * R0[aj[k] * m + c]
+                row[k] = ga[k] * gc[k]
 
 
 cdef void _assemble_columns(const double* Ls, const double* Rs, Py_ssize_t nt,
                             Py_ssize_t d, Py_ssize_t p, Py_ssize_t q, Py_ssize_t m,
                             Py_ssize_t r, const int64_t* ai, const int64_t* aj,
-                            double* C) noexcept nogil:
-    """fastmp.kernels.linear.assemble_columns (Ls nt x d x p, Rs nt x q x m)."""
-    cdef Py_ssize_t a, c, k, t, i, j
+                            double* C, double* G) noexcept nogil:
+    """fastmp.kernels.linear.assemble_columns (Ls nt x d x p, Rs nt x q x m; G scratch of
+    nt (d + m) r)."""
+    cdef Py_ssize_t a, c, k, t
+    cdef Py_ssize_t gs = (d + m) * r
     cdef double s
     cdef double* row
     if nt == 1:
-        _assemble_columns1(Ls, Rs, d, p, m, r, ai, aj, C)
+        _assemble_columns1(Ls, Rs, d, p, m, r, ai, aj, C, G)
         return
+    for t in range(nt):
+        _gather_columns(Ls + t * d * p, Rs + t * q * m, d, p, m, r, ai, aj, G + t * gs)
     for a in range(d):
         for c in range(m):
             row = C + (a * m + c) * r
             for k in range(r):
-                i = ai[k]
-                j = aj[k]
                 s = 0.0
                 for t in range(nt):
-                    s += Ls[(t * d + a) * p + i] * Rs[(t * q + j) * m + c]
+                    s += G[t * gs + a * r + k] * G[t * gs + (d + c) * r + k]
                 row[k] = s
 
 
@@ -252,6 +272,7 @@ def estimator_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_sc
     cdef double[::1] buf, Ls, Rs, P, ys, work
     buf, Ls, Rs, P, ys, work = _scratch(B.seg_start[B.n_seg], d * d, q * m, d * q, d * m,
                                         d * q + 2 * d * m)
+    cdef double[::1] asm = _scratch((d + m) * B.r)[0]  # assembly's gathered columns
     cdef double* X
     with nogil:
         _identity(&Ls[0], d)
@@ -259,7 +280,8 @@ def estimator_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_sc
             B.draw(k, &buf[0])
             X = B.seg(&buf[0], 2)
             memcpy(&Rs[0], X, q * m * sizeof(double))
-            _assemble_columns(&Ls[0], &Rs[0], 1, d, d, q, m, B.r, B.ai, B.aj, B.C + k * B.M * B.r)
+            _assemble_columns(&Ls[0], &Rs[0], 1, d, d, q, m, B.r, B.ai, B.aj, B.C + k * B.M * B.r,
+                              &asm[0])
             if B.with_rhs:
                 memcpy(&P[0], B.seg(&buf[0], 1), d * q * sizeof(double))
                 _dot(B.seg(&buf[0], 0), X, &ys[0], <int>d, <int>q, <int>m)
@@ -285,6 +307,7 @@ def ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
     buf, Ls, Rs, P, ra, rb, ga, gb, h1, h2, work = _scratch(
         B.seg_start[B.n_seg], d * w[wi + 1], w[wi] * m, w[wi + 1] * w[wi], wmax * m,
         wmax * m, d * wmax, d * wmax, wmax * m, wmax * m, d * w[wi] + 2 * d * m)
+    cdef double[::1] asm = _scratch((d + m) * B.r)[0]  # assembly's gathered columns
     cdef double* X
     cdef double* src
     cdef double* dst
@@ -307,7 +330,7 @@ def ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                 _identity(&Ls[0], d)
                 memcpy(&Rs[0], src, w[wi] * m * sizeof(double))
                 _assemble_columns1(&Ls[0], &Rs[0], d, d, m, B.r, B.ai, B.aj,
-                                   B.C + k * B.M * B.r)
+                                   B.C + k * B.M * B.r, &asm[0])
             else:
                 # G = W_{L-1} ... W_{which+1} (student layers above it)
                 gsrc = B.seg(&buf[0], 2 * L - 1)
@@ -319,7 +342,8 @@ def ffn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                     gsrc = gdst
                     pL = w[l]
                     i += 1
-                _assemble_columns1(gsrc, src, d, pL, m, B.r, B.ai, B.aj, B.C + k * B.M * B.r)
+                _assemble_columns1(gsrc, src, d, pL, m, B.r, B.ai, B.aj, B.C + k * B.M * B.r,
+                                   &asm[0])
                 if B.with_rhs:
                     memcpy(&Ls[0], gsrc, d * w[wi + 1] * sizeof(double))
                     memcpy(&Rs[0], src, w[wi] * m * sizeof(double))
@@ -354,6 +378,7 @@ def lrnn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
     buf, Ls, Rs, P, G, G2, hs, ys, hw, work = _scratch(
         B.seg_start[B.n_seg], nt * d * p, nt * qq * m, p * qq, d * n, d * n, n * m, d * m,
         2 * n * m, d * qq + 2 * d * m)
+    cdef double[::1] asm = _scratch(nt * (d + m) * B.r)[0]  # assembly's gathered columns
     cdef double* Ws
     cdef double* Bs
     cdef double* Ds
@@ -382,7 +407,7 @@ def lrnn_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scale,
                     memcpy(&Ls[t * d * n], g, d * n * sizeof(double))
                 memcpy(&Rs[0], X, T * b * m * sizeof(double))
             _assemble_columns(&Ls[0], &Rs[0], nt, d, p, qq, m, B.r, B.ai, B.aj,
-                              B.C + k * B.M * B.r)
+                              B.C + k * B.M * B.r, &asm[0])
             if B.with_rhs:
                 _horner(B.seg(&buf[0], 0), B.seg(&buf[0], 1), X, n, b, T, m, &hs[0], &hw[0])
                 _dot(B.seg(&buf[0], 2), &hs[0], &ys[0], <int>d, <int>n, <int>m)
@@ -403,6 +428,7 @@ def relu_w2_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scal
     cdef double[::1] buf, Ls, Rs, P, hid, ys, work
     buf, Ls, Rs, P, hid, ys, work = _scratch(B.seg_start[B.n_seg], d * d, n * m, d * n,
                                              n * m, d * m, d * n + 2 * d * m)
+    cdef double[::1] asm = _scratch((d + m) * B.r)[0]  # assembly's gathered columns
     cdef double* X
     cdef double v
     with nogil:
@@ -415,7 +441,7 @@ def relu_w2_batch(dims, which, seed, trials, need, with_rhs, seg_start, seg_scal
                 v = Rs[i]
                 Rs[i] = v if v >= 0.0 else 0.0
             _assemble_columns(&Ls[0], &Rs[0], 1, d, d, n, m, B.r, B.ai, B.aj,
-                              B.C + k * B.M * B.r)
+                              B.C + k * B.M * B.r, &asm[0])
             if B.with_rhs:
                 _dot(B.seg(&buf[0], 0), X, &hid[0], <int>n, <int>q, <int>m)
                 for i in range(n * m):
