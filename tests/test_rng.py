@@ -57,3 +57,25 @@ def test_streams_are_independent_and_deterministic():
     np.testing.assert_array_equal(a, b)
     rng.fill_normal(rng.trial_state(np.uint64(3), np.uint64(5), 1), b)
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.15
+
+
+@jit
+def _one_by_one(s, n):
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = rng.next_normal(s)
+    return out
+
+
+def test_fill_normal_equals_next_normal_in_turn():
+    """fill_normal keeps the generator state in registers and handles the tail and the
+    wedges out of line: the numbers must still be next_normal's, rejections included."""
+    n = 300_000
+    a = np.empty(n)
+    rng.fill_normal(rng.trial_state(np.uint64(11), np.uint64(2), 1), a)
+    b = _one_by_one(rng.trial_state(np.uint64(11), np.uint64(2), 1), n)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a).max() > rng._ZIG_R  # the stream went through the tail at least once
+    c = np.empty(n)
+    rng.fill_normal_scaled(rng.trial_state(np.uint64(11), np.uint64(2), 1), c, 0.25)
+    np.testing.assert_array_equal(c, a * 0.25)

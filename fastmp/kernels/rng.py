@@ -127,31 +127,24 @@ def next_normal(s):
             x = -x
         if rabs < _ZIG_K[idx]:
             return x  # ~99% of draws: inside the layer's rectangle under the curve
-        if idx == 0:
-            # tail beyond r (Marsaglia 1964): exponential proposals
-            while True:
-                xx = -_ZIG_INV_R * np.log(next_uniform(s))
-                yy = -np.log(next_uniform(s))
-                if yy + yy > xx * xx:
-                    return -(_ZIG_R + xx) if neg else _ZIG_R + xx
-        # wedge: accept with the exact density
-        if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * next_uniform(s) + _ZIG_F[idx] < np.exp(-0.5 * x * x):
+        accepted, x = _tail_or_wedge(s, idx, x, neg)
+        if accepted:
             return x
 
 
 @jit
-def _normal_rejected(s, idx, x, neg):
-    """The rest of :func:`next_normal` for a draw whose first ``uint64`` fell outside
-    its layer's rectangle: the tail or wedge test, and fresh draws if that rejects."""
+def _tail_or_wedge(s, idx, x, neg):
+    """:func:`next_normal` for a draw outside its layer's rectangle: ``(accepted, x)``
+    after the tail (layer 0) or wedge test; a rejected draw is redrawn from scratch."""
     if idx == 0:
+        # tail beyond r (Marsaglia 1964): exponential proposals
         while True:
             xx = -_ZIG_INV_R * np.log(next_uniform(s))
             yy = -np.log(next_uniform(s))
             if yy + yy > xx * xx:
-                return -(_ZIG_R + xx) if neg else _ZIG_R + xx
-    if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * next_uniform(s) + _ZIG_F[idx] < np.exp(-0.5 * x * x):
-        return x
-    return next_normal(s)
+                return True, (-(_ZIG_R + xx) if neg else _ZIG_R + xx)
+    # wedge: accept with the exact density
+    return (_ZIG_F[idx - 1] - _ZIG_F[idx]) * next_uniform(s) + _ZIG_F[idx] < np.exp(-0.5 * x * x), x
 
 
 @jit
@@ -188,7 +181,9 @@ def fill_normal_scaled(s, out, scale):
             s[1] = s1
             s[2] = s2
             s[3] = s3
-            x = _normal_rejected(s, idx, x, neg)
+            accepted, x = _tail_or_wedge(s, idx, x, neg)
+            if not accepted:
+                x = next_normal(s)
             s0 = s[0]
             s1 = s[1]
             s2 = s[2]
