@@ -114,17 +114,24 @@ _MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
 
 
 @jit
+def _layer_draw(u):
+    """The ziggurat's first step from one ``uint64``: 8 bits pick the layer, 1 the sign,
+    52 the abscissa; ``(layer, sign bit, abscissa bits, x)``."""
+    idx = u & np.uint64(0xFF)
+    u >>= np.uint64(8)
+    neg = u & np.uint64(1)
+    rabs = (u >> np.uint64(1)) & _MASK52
+    x = float(rabs) * _ZIG_W[idx]
+    if neg:
+        x = -x
+    return idx, neg, rabs, x
+
+
+@jit
 def next_normal(s):
     """One N(0, 1) draw from the ziggurat (Marsaglia & Tsang 2000, 256 layers)."""
     while True:
-        u = next_u64(s)
-        idx = u & np.uint64(0xFF)
-        u >>= np.uint64(8)
-        neg = u & np.uint64(1)
-        rabs = (u >> np.uint64(1)) & _MASK52
-        x = float(rabs) * _ZIG_W[idx]
-        if neg:
-            x = -x
+        idx, neg, rabs, x = _layer_draw(next_u64(s))
         if rabs < _ZIG_K[idx]:
             return x  # ~99% of draws: inside the layer's rectangle under the curve
         accepted, x = _tail_or_wedge(s, idx, x, neg)
@@ -168,14 +175,7 @@ def fill_normal_scaled(s, out, scale):
         s0 ^= s3
         s2 ^= t
         s3 = _rotl(s3, 45)
-        # next_normal's fast path
-        idx = u & np.uint64(0xFF)
-        u >>= np.uint64(8)
-        neg = u & np.uint64(1)
-        rabs = (u >> np.uint64(1)) & _MASK52
-        x = float(rabs) * _ZIG_W[idx]
-        if neg:
-            x = -x
+        idx, neg, rabs, x = _layer_draw(u)  # next_normal's fast path
         if rabs >= _ZIG_K[idx]:
             s[0] = s0
             s[1] = s1
