@@ -58,7 +58,7 @@ EXTENSIONS = [
 
 #: extensions whose floating-point results must equal Numba's bit for bit: no
 #: contraction of a*b + c into an FMA (Numba, fastmath off, never contracts)
-NO_FP_CONTRACT = {"fastmp._ext._linear"}
+NO_FP_CONTRACT = {"fastmp._ext._linear", "fastmp._ext.capi"}
 
 
 def _pxd_files(packages, build_lib):
