@@ -314,3 +314,35 @@ def test_column_budget_violation_is_not_minimal_for_relu():
     generic_matches = [t for t in np.flatnonzero(status == MATCH)
                        if relu_trial_system(net, mask, 2, 0, int(t)).generic]
     assert len(generic_matches) > 0
+
+
+# ------------------------------------------------------------------ Newton step kernel
+def test_newton_step_square_singular_and_consistent():
+    """The allocation-free step of the pattern search (fastmp.kernels.relu._newton_step):
+    a square nonsingular pattern system is solved exactly by LU (``unique``); a singular
+    one takes the Levenberg-Marquardt step, which on a consistent system solves it and is
+    (to rounding) the step of minimum norm, and on an inconsistent one is the
+    least-squares step (normal equations hold)."""
+    from fastmp.kernels.relu import _newton_step
+    rng = np.random.default_rng(5)
+    r = 12
+    scratch = lambda: (np.empty((r, r)), np.empty(r), np.empty((r, r)), np.empty(r))  # noqa: E731
+    E = rng.standard_normal((r, r))
+    f, w = rng.standard_normal(r), rng.standard_normal(r)
+    delta = np.empty(r)
+    LU, g, G, Eg = scratch()
+    res, unique = _newton_step(E, f, w, delta, 1e-9, LU, g, G, Eg)
+    assert unique and res <= 1e-9
+    assert np.allclose(w + delta, np.linalg.solve(E, f), rtol=0, atol=1e-10)
+    Es = E.copy()
+    Es[:, 3] = Es[:, 5]                              # singular: two equal columns
+    fc = Es @ rng.standard_normal(r)                 # consistent right-hand side
+    res, unique = _newton_step(Es, fc, w, delta, 1e-9, LU, g, G, Eg)
+    assert not unique and res <= 1e-6
+    assert np.allclose(Es @ (w + delta), fc, rtol=0, atol=1e-6)
+    ref = np.linalg.lstsq(Es, fc - Es @ w, rcond=None)[0]
+    assert np.linalg.norm(delta) <= np.linalg.norm(ref) * (1 + 1e-9)
+    fi = rng.standard_normal(r)                      # inconsistent: least squares
+    res, unique = _newton_step(Es, fi, w, delta, 1e-9, LU, g, G, Eg)
+    assert not unique and res > 1e-9
+    assert np.allclose(Es.T @ (Es @ (w + delta) - fi), 0.0, atol=1e-8)

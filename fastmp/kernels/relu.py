@@ -132,10 +132,14 @@ def _pattern_hash(P):
 
 @jit
 def _inf_residual(E, delta, g):
-    Ed = E @ delta
+    """``max_row |(E delta - g)_row|`` without allocating (NaN counts as infinite)."""
+    M, r = E.shape
     res = 0.0
-    for row in range(E.shape[0]):
-        v = abs(Ed[row] - g[row])
+    for row in range(M):
+        acc = -g[row]
+        for c in range(r):
+            acc += E[row, c] * delta[c]
+        v = abs(acc)
         if not v <= res:            # also catches NaN
             res = v
     return res
@@ -150,34 +154,57 @@ def lu_solve(E, g, LU, x):
 
 
 @jit
-def _newton_step(E, f, w, delta, res_tol, LU):
+def _newton_step(E, f, w, delta, res_tol, LU, g, G, Eg):
     """Step ``delta`` towards the solution of ``E (w + delta) = f`` nearest to ``w``;
     returns the inf-norm residual of ``E (w + delta) - f`` and whether the step was the
     LU solve of a square nonsingular system (then ``w + delta`` depends on ``E, f``
     only, not on ``w``).
 
     Square nonsingular ``E``: LU solve. Otherwise (singular or non-square) a
-    Levenberg-Marquardt step ``(E^T E + lam I) delta = E^T g`` with a tiny ``lam``
-    (Cholesky, cheap); only if that leaves a residual that could be rounding of a
-    consistent system (between ``res_tol`` and ``1e6 res_tol``) the SVD least-squares
-    (minimum-norm) step is taken instead."""
+    Levenberg-Marquardt step ``(E^T E + lam I) delta = E^T g`` with a tiny ``lam``;
+    only if that leaves a residual that could be rounding of a consistent system
+    (between ``res_tol`` and ``1e6 res_tol``) the SVD least-squares (minimum-norm) step
+    is taken instead. ``g`` (``M``), ``G`` and ``LU`` (at least ``max(M, r)`` square) and
+    ``Eg`` (``r``) are scratch: the step allocates nothing except in the rare SVD case
+    (the search takes hundreds of steps per trial, one in eight of them singular on the
+    Figure 3b setting, so allocations and LAPACK calls there cost as much as the
+    arithmetic)."""
     M, r = E.shape
-    g = f - E @ w
-    if M == r and lu_solve(E, g, LU, delta):
+    for row in range(M):
+        acc = f[row]
+        for c in range(r):
+            acc -= E[row, c] * w[c]
+        g[row] = acc
+    if M == r and solve_into(E, g, 0.0, 1e-14, LU, delta):
         res = _inf_residual(E, delta, g)
         if res <= res_tol:
             return res, True
-    G = E.T @ E
+    # normal equations, accumulated row by row (contiguous rows of E)
+    for a in range(r):
+        Eg[a] = 0.0
+        for c in range(r):
+            G[a, c] = 0.0
+    for row in range(M):
+        gr = g[row]
+        for a in range(r):
+            ea = E[row, a]
+            if ea != 0.0:
+                Eg[a] += ea * gr
+                for c in range(a, r):
+                    G[a, c] += ea * E[row, c]
     lam = 0.0
-    for c in range(r):
-        lam = max(lam, G[c, c])
+    for a in range(r):
+        lam = max(lam, G[a, a])
+        for c in range(a):
+            G[a, c] = G[c, a]
     lam = 1e-12 * lam + 1e-300
-    for c in range(r):
-        G[c, c] += lam
-    sol = np.linalg.solve(G, E.T @ g)
-    delta[:] = sol
-    res = _inf_residual(E, delta, g)
-    if res > res_tol and res < 1e6 * res_tol:
+    for a in range(r):
+        G[a, a] += lam
+    # G is symmetric positive definite (lam > 0): elimination needs no pivot threshold
+    Gv = G[:r, :r]
+    ok = solve_into(Gv, Eg, 0.0, 0.0, LU, delta)
+    res = _inf_residual(E, delta, g) if ok else np.inf
+    if not ok or (res > res_tol and res < 1e6 * res_tol):
         sol = np.linalg.lstsq(E, g, rcond=-1.0)[0]
         delta[:] = sol
         res = _inf_residual(E, delta, g)
@@ -231,7 +258,11 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     r = var_row.shape[0]
     state = trial_state(np.uint64(seed), np.uint64(trial), SEARCH_STREAM)
     E = np.empty((d * m, r))
-    LU = np.empty((d * m, d * m))
+    n_lu = max(d * m, r)
+    LU = np.empty((n_lu, n_lu))
+    G = np.empty((n_lu, n_lu))
+    g = np.empty(d * m)
+    Eg = np.empty(r)
     f = np.empty(d * m)
     Z = np.empty((m, k))
     P = np.zeros((m, k), dtype=np.bool_)
@@ -241,8 +272,13 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     wt = np.empty(r)
     seen = np.empty(max_iter + 1, dtype=np.uint64)
     # patterns already solved (square nonsingular systems) by any start of this trial:
-    # their solution, hence the rest of the trajectory, is known
-    solved = np.zeros((1 << 16) + 1, dtype=np.uint64)
+    # their solution, hence the rest of the trajectory, is known. Sized for every step
+    # of the budget at load <= 1/2 (so it never fills below the 2^16 cap); zeroing a
+    # larger table cost more than the whole search on the easy rows
+    size = 1024
+    while size < (1 << 16) and size < 2 * starts * max_iter:
+        size *= 2
+    solved = np.zeros(size + 1, dtype=np.uint64)
     total = 0
     for s in range(starts):
         if s % 2 == 0:
@@ -272,15 +308,13 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
         stall = 0
         for it in range(max_iter):
             total += 1
-            if repair:
-                pattern_z(xa, b, var_row, w, Z)
-                if it > 0 or s % 2 == 0:
-                    repair_pattern(P, Z, d, r_row)
+            if repair and (it > 0 or s % 2 == 0):
+                repair_pattern(P, Z, d, r_row)   # Z = z(w): the start's draw or last step
             hP = _pattern_hash(P)
             if not damp and _seen_has(solved, hP):
                 break                       # this trajectory was followed before
             pattern_equations(xa, b, var_row, V, rhs, P, E, f)
-            res, unique = _newton_step(E, f, w, delta, res_tol, LU)
+            res, unique = _newton_step(E, f, w, delta, res_tol, LU, g, G, Eg)
             if damp:
                 phi0 = residual_norm2(xa, b, var_row, V, rhs, w, Z)
                 if phi0 < best * (1.0 - 1e-6):
