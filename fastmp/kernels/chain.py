@@ -147,6 +147,41 @@ def output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, G):
 
 
 @jit
+def output_pair_into(P, pshape, C, cshape, terms, ns, N, N2, d, m, Y, Y2, G):
+    """:func:`output_into` for two sets of nodes at once (``Y`` from ``N``, ``Y2`` from
+    ``N2``), reading the left factors once."""
+    for i in range(d):
+        for c in range(m):
+            Y[i, c] = 0.0
+            Y2[i, c] = 0.0
+    for t in range(terms.shape[0]):
+        l, it, rc, lc = terms[t, 0], terms[t, 1], terms[t, 2], terms[t, 3]
+        rows, cols = ns[it, 0], ns[it, 1]
+        direct = l >= 0 and lc < 0
+        if not direct:
+            _left_factor(P, pshape, C, l, lc, rows, d, G)
+        for i in range(d):
+            for k in range(cols):
+                s = 0.0
+                s2 = 0.0
+                if direct:
+                    for q in range(rows):
+                        s += P[l, i, q] * N[it, q, k]
+                        s2 += P[l, i, q] * N2[it, q, k]
+                else:
+                    for q in range(rows):
+                        s += G[i, q] * N[it, q, k]
+                        s2 += G[i, q] * N2[it, q, k]
+                if rc >= 0:
+                    for c in range(m):
+                        Y[i, c] += s * C[rc, k, c]
+                        Y2[i, c] += s2 * C[rc, k, c]
+                else:
+                    Y[i, k] += s
+                    Y2[i, k] += s2
+
+
+@jit
 def _add_l_column(C, N, it, rc, lc, vi, vj, cols, d, m, J, v):
     """Column ``v`` of the Jacobian, for a weight ``(vi, vj)`` of a term's ``L_t``:
     ``+= LC_t[:, vi] (x) (N_it R_t)[vj, :]``."""
@@ -497,6 +532,8 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     dN = np.zeros_like(N)
     eN = np.zeros_like(N)
     E0 = np.zeros_like(N)
+    corrJ = np.zeros((d, m))
+    corr[:, :] = 0.0  # stays zero on the eliminated form (consistent nodes)
     Wlu = np.empty((r, r))
     dw = np.zeros(r)
     rhs = np.empty(d * m)
@@ -517,34 +554,37 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         # (forward_nodes runs the same products), so its defects are exactly zero
         dmax = 0.0
         if lifted:
+            # defects E_k = A_k N_{k-1} - N_k and, in the same pass over A_k, the defects
+            # propagated along the chain, e_k = A_k e_{k-1} + E_k (e_0 = 0): the defect
+            # correction of the reduced step, corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t,
+            # is the output map applied to e (K products with A instead of one
+            # accumulation per (power, term) in the Jacobian); Y and corr in one pass
             for k in range(1, K + 1):
                 a = steps[k - 1]
-                _mm(P[a], pshape[a, 0], pshape[a, 1], N[k - 1], ns[k, 1], E[k])
                 for i in range(ns[k, 0]):
                     for j in range(ns[k, 1]):
-                        E[k, i, j] -= N[k, i, j]
-                        dmax = max(dmax, abs(E[k, i, j]))
-        output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, S[4])
+                        s1 = 0.0
+                        s2 = 0.0
+                        for q in range(pshape[a, 1]):
+                            x = P[a, i, q]
+                            s1 += x * N[k - 1, q, j]
+                            s2 += x * eN[k - 1, q, j]
+                        e = s1 - N[k, i, j]
+                        E[k, i, j] = e
+                        eN[k, i, j] = s2 + e
+                        dmax = max(dmax, abs(e))
+            output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, S[4])
+        else:
+            output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, S[4])
         for i in range(d):
             for c in range(m):
                 Y[i, c] -= Ystar[i, c]
         res = _maxabs2(Y, d, m) / yscale
         if (res < tol and dmax < tol) or it == max_iter or not np.isfinite(res):
             break
-        # Jacobian on zero defects (E0); the defect correction
-        # corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t is the output map applied to the
-        # defects propagated along the chain, e_k = A_k e_{k-1} + E_k (e_0 = 0): K
-        # products with A instead of one accumulation per (power, term) in the Jacobian
+        # the Jacobian on zero defects (E0): the defect correction is corr, above
         _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
-                       E0, var, d, m, J, corr, S)
-        if lifted:
-            for k in range(1, K + 1):
-                a = steps[k - 1]
-                _mm(P[a], pshape[a, 0], pshape[a, 1], eN[k - 1], ns[k, 1], eN[k])
-                for i in range(ns[k, 0]):
-                    for j in range(ns[k, 1]):
-                        eN[k, i, j] += E[k, i, j]
-            output_into(P, pshape, C, cshape, terms, ns, eN, d, m, corr, S[4])
+                       E0, var, d, m, J, corrJ, S)
         for i in range(d):
             for c in range(m):
                 rhs[i * m + c] = -(Y[i, c] + corr[i, c])
