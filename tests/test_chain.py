@@ -256,3 +256,28 @@ def test_arb_homogeneous_jacobian_equals_generic(seed):
         for v in range(Jh.ncols()):
             assert Jh[a, v].overlaps(Jg[a, v])
             assert abs(float(Jh[a, v].mid()) - float(Jg[a, v].mid())) <= 1e-9 * (1 + abs(float(Jg[a, v].mid())))
+
+
+def test_newton_stops_once_converged_to_rounding():
+    # tol = 0 can never be met: Newton must still stop soon after reaching the root (the
+    # residual stops halving at the rounding level) instead of iterating to max_iter
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    m = 3
+    mask = np.zeros((6, 6), bool)
+    mask[:2, :3] = True                                   # Theorem 3.5 rows: 2 rows x Tb
+    alloc = fastmp.Allocation(net, {"W": mask})
+    prog, var = net.chain_program(m), net.variables(alloc)
+    params, consts, ystar = net.chain_trial(3, 0, m)
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    w_true = np.array([params[p][i, j] for p, i, j in var])
+    for lifted in (False, True):
+        N0 = prog.node_buffer(P)
+        chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                            prog.ns, N0)
+        # the teacher's outputs of the student's own weights: w_true is a root
+        Y = np.empty((prog.d, prog.m))
+        chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N0, prog.d,
+                     prog.m, Y)
+        w, res, its, _ = prog.newton(P.copy(), C, Y, var, w_true + 1e-6, N0, lifted, 200, 0.0)
+        assert res < 1e-12 and its < 20
+        np.testing.assert_allclose(w, w_true, atol=1e-9)

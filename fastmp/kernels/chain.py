@@ -514,7 +514,7 @@ def _set_vars(P, var, w):
 
 @jit
 def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
-           lifted, max_iter, tol):
+           lifted, max_iter, tol, patience=0):
     """Plain (undamped) Newton from ``w0`` (and nodes ``N0`` if ``lifted``).
 
     Returns ``(w, residual, iterations, last_step)``; ``residual`` is the max-norm of
@@ -549,6 +549,9 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     it = 0
     res = np.inf
     step = np.inf
+    fprev = np.inf
+    fbest = np.inf
+    since_best = 0
     for it in range(max_iter + 1):
         # defects at the current iterate; the eliminated form keeps consistent nodes
         # (forward_nodes runs the same products), so its defects are exactly zero
@@ -582,6 +585,22 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         res = _maxabs2(Y, d, m) / yscale
         if (res < tol and dmax < tol) or it == max_iter or not np.isfinite(res):
             break
+        # converged to rounding: the residual stopped falling while it is tiny or the
+        # steps are (a huge root's residual stays at eps |w|^degree); a start that
+        # reached its root otherwise iterates on to max_iter
+        fmax = max(res, dmax)
+        if fmax >= 0.5 * fprev and (fmax < CONVERGED or step < CONVERGED):
+            break
+        fprev = fmax
+        # with patience > 0, a start whose residual has not halved its best for that
+        # many steps is abandoned (wandering or diverging slowly)
+        if fmax < 0.5 * fbest:
+            fbest = fmax
+            since_best = 0
+        else:
+            since_best += 1
+            if patience > 0 and since_best > patience:
+                break
         # the Jacobian on zero defects (E0): the defect correction is corr, above
         _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
                        E0, var, d, m, J, corrJ, S)
@@ -645,6 +664,10 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                             Ystar, Y, yscale), it, step
 
 
+#: plain Newton stops once the relative residual (and the lifted form's defects) no
+#: longer halves while it or the relative step is below CONVERGED: converged to rounding
+CONVERGED = 1e-10
+
 #: Levenberg-Marquardt's defaults: at most LM_MAX_ITER iterations; a start is abandoned
 #: when |R|^2 fell by less than the factor LM_STALL_RATIO over the last LM_STALL_WINDOW
 #: iterations (see :func:`levenberg_marquardt`). Measured at Figure 2a, n = 8 (50
@@ -707,7 +730,7 @@ class ChainProgram:
                                    w0, max_iter, tol, stall_window, stall_ratio)
 
     def newton(self, P, C, ystar, var, w0, N0=None, lifted=True, max_iter=50, tol=1e-13,
-               full=False):
+               full=False, patience=0):
         """Run :func:`newton` (or :func:`newton_lifted_full` with ``full=True``) on padded
         per-trial arrays (``P`` is overwritten)."""
         if N0 is None:
@@ -717,7 +740,8 @@ class ChainProgram:
                                       self.src_idx, self.steps_arr, self.terms_arr, var,
                                       ystar, w0, N0, max_iter, tol)
         return newton(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
-                      self.steps_arr, self.terms_arr, var, ystar, w0, N0, lifted, max_iter, tol)
+                      self.steps_arr, self.terms_arr, var, ystar, w0, N0, lifted, max_iter, tol,
+                      patience)
 
 
 @jit
