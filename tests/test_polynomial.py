@@ -148,13 +148,13 @@ def test_budget_limited_flag_reads_the_starts_curve():
 
 def test_portfolio_shares_starts_by_roots_per_cost():
     from fastmp.estimators.polynomial import _cycle, start_cost
-    solvers = [("right", "lifted"), ("left", "lifted"), ("right", "lm")]
-    sizes = {("right", "lifted"): 48, ("left", "lifted"): 144, ("right", "lm"): 16}
+    solvers = [("right", "lifted-full"), ("left", "lifted-full"), ("right", "lm")]
+    sizes = {("right", "lifted-full"): 48, ("left", "lifted-full"): 144, ("right", "lm"): 16}
     # before any data: equal time shares, i.e. starts inversely proportional to the
     # prior cost of a start; the cheapest solvers come first
     first = _cycle(solvers, {}, sizes)
     assert len(first) == 16 and first[0] == ("right", "lm")
-    assert first.count(("right", "lm")) > first.count(("right", "lifted")) >= first.count(("left", "lifted"))
+    assert first.count(("right", "lm")) > first.count(("right", "lifted-full")) >= first.count(("left", "lifted-full"))
 
     def stats(starts, its, roots):
         return {sk: {"starts": n, "cost": n * start_cost(sk[1], sizes[sk], i), "roots": k}
@@ -162,11 +162,11 @@ def test_portfolio_shares_starts_by_roots_per_cost():
     # the dear left lifting with no roots gets no start; the right lifting, 8x the roots
     # per cost of LM, gets most of them
     cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 100], [40, 0, 5]), sizes)
-    assert ("left", "lifted") not in cyc
-    assert cyc.count(("right", "lifted")) > cyc.count(("right", "lm")) > 0
+    assert ("left", "lifted-full") not in cyc
+    assert cyc.count(("right", "lifted-full")) > cyc.count(("right", "lm")) > 0
     # equal roots per cost: equal time, so starts in inverse proportion to their cost
     cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 13], [9, 0, 1]), sizes)
-    assert cyc.count(("right", "lm")) > cyc.count(("right", "lifted"))
+    assert cyc.count(("right", "lm")) > cyc.count(("right", "lifted-full"))
 
 
 def test_every_solver_runs_within_the_exploration_starts():

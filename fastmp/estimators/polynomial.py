@@ -1,10 +1,12 @@
 """Certified real-root search for polynomial allocations (LRNN recurrent weights, mixes
 of D, B and W, several layers of a LinearFFN).
 
-Per trial: plain Newton's method on the full lifted system of Lemma 3.3 (nodes of the
-model's chain program as extra unknowns, :func:`fastmp.kernels.chain.newton_lifted_full`)
-from random starts -- its Jacobian is linear in the iterates, which keeps it usable far
-from a root and lets it reach the huge unique roots of Theorem 3.5 allocations; a converged
+Per trial: plain Newton's method on the lifted system of Lemma 3.3 (nodes of the model's
+chain program as extra unknowns), both in its eliminated form (an ``r x r`` solve per
+step, :func:`fastmp.kernels.chain.newton`) and on the full system
+(:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
+which keeps it usable far from a root and lets it reach the huge unique roots of
+Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
 point counts only if Krawczyk's test certifies a real root next to it
 (:mod:`fastmp.estimators.certify`: double-precision ball arithmetic, then 212-bit arb
 arithmetic after refinement). A point that converged but could not be certified is a
@@ -118,22 +120,44 @@ def lifted_size(prog, r):
 
 
 def _solvers(sides, lifted, sizes=None):
-    """The portfolio a trial's starts go through: plain Newton on the full lifted
-    system from each side whose lifted system has at most ``LIFTED_MAX`` unknowns
-    (``sizes[side]``; explores many roots; two steps for Theorem 3.5 rows / columns
-    allocations), then Levenberg-Marquardt on the original system (globalised: plain
-    Newton diverges from almost every start once T = n/2 >= 6)."""
+    """The portfolio a trial's starts go through: for each side, plain Newton on the
+    lifted system of Lemma 3.3 (nodes kept as unknowns) in its eliminated form
+    (``"lifted"``: an ``r x r`` solve per step, :func:`fastmp.kernels.chain.newton`) and,
+    where the full lifted system has at most ``LIFTED_MAX`` unknowns (``sizes[side]``),
+    on the full system (``"lifted-full"``: dense LU; the same step in exact arithmetic,
+    but its Jacobian is linear in the iterates, so it stays well conditioned at the huge
+    unique roots of Theorem 3.5 allocations, where the eliminated form's powers of ``W``
+    are not); then Levenberg-Marquardt on the original system (globalised: plain Newton
+    diverges from almost every start once T = n/2 >= 6).
+
+    The eliminated form does not abandon a start after 12 steps without progress as the
+    full one does, and costs 4 us instead of 18 per step (n = 8): at Figure 2a, n = 8
+    (right lifting, 15 trials x 30 starts, certified roots per start and ms per start)
+    k = 5: 0.47 in 0.17 ms (full: 0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28),
+    k = 8: 0.056 in 0.23 (0.009 in 0.26)."""
     if not lifted:
         return [(sides[0], "newton")]
     sizes = sizes or {}
-    return ([(side, "lifted") for side in sides if sizes.get(side, 0) <= LIFTED_MAX]
-            + [(sides[0], "lm")])
+    out = []
+    for side in sides:
+        out.append((side, "lifted"))
+        if sizes.get(side, 0) <= LIFTED_MAX:
+            out.append((side, "lifted-full"))
+    return out + [(sides[0], "lm")]
 
+
+#: eliminated lifted Newton abandons a start whose residual has not halved its best for
+#: this many steps (0: never; see _solvers). Measured at Figure 2a, n = 8 (50 trials,
+#: <= 256 starts): patience 15 or 30 made k = 8 slower (9.2-9.6 vs 7.9 ms per trial, same
+#: MP), k = 5 and 6 within noise -- the roots it finds are often reached only after long
+#: non-monotone runs.
+LIFTED_PATIENCE = 0
 
 #: iterations a start is assumed to take before any was measured (the first round's
-#: shares): plain Newton stops within ~13 steps on most starts (its stagnation rule),
-#: Levenberg-Marquardt runs ~100 (its stall test every 25), at n = 8 on Figure 2a
-PRIOR_ITERATIONS = {"lifted": 15, "newton": 15, "lm": 100}
+#: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
+#: rule), the eliminated form runs ~35-55 of its 60, Levenberg-Marquardt ~100 (its stall
+#: test every 25), at n = 8 on Figure 2a
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100}
 
 
 #: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY
@@ -219,7 +243,8 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
             w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
         else:
             w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
-                                            max_iter, 1e-14, full=kind == "lifted")
+                                            max_iter, 1e-14, full=kind == "lifted-full",
+                                            patience=LIFTED_PATIENCE)
         tr.starts_used += 1
         st = stats.setdefault((side, kind), {"starts": 0, "cost": 0.0, "roots": 0})
         st["starts"] += 1
@@ -274,7 +299,7 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     state = [_Trial(model, progs, seed, trial_offset + t, m, start_scale) for t in range(trials)]
     lsize = {side: lifted_size(progs[side], len(variables[side])) for side in sides}
     solvers = _solvers(sides, lifted, lsize)
-    sizes = {(side, kind): (lsize[side] if kind == "lifted" else len(variables[side]))
+    sizes = {(side, kind): (lsize[side] if kind == "lifted-full" else len(variables[side]))
              for side, kind in solvers}
     stats = {}
     for tr in state:
