@@ -188,3 +188,14 @@ def test_every_solver_runs_within_the_exploration_starts():
     for rec in port.values():
         assert rec["starts"] >= 3
     assert sum(rec["starts"] for rec in port.values()) == res.budget["starts_total"] == 3 * EXPLORE_BY
+
+
+def test_same_seed_same_result_with_the_cost_aware_portfolio():
+    # the portfolio's shares come from deterministic cost units, not from timings
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    alloc = random_in_rows(net, "W", 6, 4, rng=1)
+    r1 = fastmp.match_probability(net, alloc, m=3, trials=12, seed=4, starts=32)
+    r2 = fastmp.match_probability(net, alloc, m=3, trials=12, seed=4, starts=32)
+    np.testing.assert_array_equal(np.asarray(r1.status), np.asarray(r2.status))
+    assert r1.budget["portfolio"] == r2.budget["portfolio"]
+    assert r1.budget["certified_double"] + r1.budget["certified_arb"] == r1.matches
