@@ -279,7 +279,7 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
     accumulation per power instead of one per (term, step): 4x fewer flops on Figure 2a
     at n = 16. Variables of ``L`` are handled as in the generic code. Every product runs
     row-wise (contiguous inner loops) and the columns of ``A``'s variables are written,
-    not accumulated, so only the other columns are cleared: 2.5 -> 0.9 us at Figure 2a,
+    not accumulated, so only the other columns are cleared: 2.5 -> 1.45 us at Figure 2a,
     n = 8 (the previous version allocated its scratch per call and went through
     ``_mm``'s column-strided inner loop).
     """
