@@ -188,6 +188,53 @@ def test_solve_damped_equals_numpy_and_flags_singular():
     assert not chain.solve_damped(A, rng.standard_normal(7), 0.0, W, x)
 
 
+def test_cholesky_solve_damped_equals_numpy_and_flags_indefinite():
+    from fastmp.kernels.dense import cholesky_solve_damped
+    rng = np.random.default_rng(6)
+    W, x = np.empty((9, 9)), np.empty(9)
+    for lam in (0.0, 1e-3, 10.0):
+        J = rng.standard_normal((9, 9))
+        A = J.T @ J
+        b = rng.standard_normal(9)
+        assert cholesky_solve_damped(A, b, lam, W, x)
+        M = A + lam * np.diag(np.maximum(np.diag(A), 1e-12))
+        np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-9, atol=1e-12)
+    # indefinite, and singular without damping: the caller must reject the step
+    assert not cholesky_solve_damped(np.diag([1.0, -1.0, 2.0]), np.ones(3), 0.0,
+                                     np.empty((3, 3)), np.empty(3))
+    A = np.zeros((3, 3))
+    A[0, 0] = 1.0
+    assert not cholesky_solve_damped(A, np.ones(3), 0.0, np.empty((3, 3)), np.empty(3))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lifted_newton_step_equals_full_lifted_step(seed):
+    # the eliminated step on (w, N) (Lemma 3.3's lifting; defect correction propagated
+    # along the chain, sparse dA N node update) is the same linearisation as the dense
+    # step on the full lifted system: one step from the same inconsistent point agrees
+    model = fastmp.LRNN(n=6, T=3, b=2, d=2)
+    m = 3
+    rng = np.random.default_rng(seed)
+    flat = [(name, idx) for name, shape in model.param_shapes.items()
+            for idx in np.ndindex(shape)]
+    masks = {name: np.zeros(shape, dtype=bool) for name, shape in model.param_shapes.items()}
+    for k in rng.choice(len(flat), model.d * m, replace=False):
+        name, idx = flat[k]
+        masks[name][idx] = True
+    alloc = fastmp.Allocation(model, masks)
+    prog = model.chain_program(m)
+    var = model.variables(alloc)
+    params, consts, ystar = model.chain_trial(seed, 0, m)
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    w0 = rng.standard_normal(len(var)) / np.sqrt(6)
+    N0 = prog.node_buffer(P)
+    N0[:] = rng.standard_normal(N0.shape)
+    w_elim = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 1, 0.0)[0]
+    w_full = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 1, 0.0, full=True)[0]
+    np.testing.assert_allclose(w_elim, w_full, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(w_elim, w0)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_arb_homogeneous_jacobian_equals_generic(seed):
     # certification's ball Jacobian: the fast assembly for homogeneous chains encloses
@@ -209,3 +256,28 @@ def test_arb_homogeneous_jacobian_equals_generic(seed):
         for v in range(Jh.ncols()):
             assert Jh[a, v].overlaps(Jg[a, v])
             assert abs(float(Jh[a, v].mid()) - float(Jg[a, v].mid())) <= 1e-9 * (1 + abs(float(Jg[a, v].mid())))
+
+
+def test_newton_stops_once_converged_to_rounding():
+    # tol = 0 can never be met: Newton must still stop soon after reaching the root (the
+    # residual stops halving at the rounding level) instead of iterating to max_iter
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    m = 3
+    mask = np.zeros((6, 6), bool)
+    mask[:2, :3] = True                                   # Theorem 3.5 rows: 2 rows x Tb
+    alloc = fastmp.Allocation(net, {"W": mask})
+    prog, var = net.chain_program(m), net.variables(alloc)
+    params, consts, ystar = net.chain_trial(3, 0, m)
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    w_true = np.array([params[p][i, j] for p, i, j in var])
+    for lifted in (False, True):
+        N0 = prog.node_buffer(P)
+        chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                            prog.ns, N0)
+        # the teacher's outputs of the student's own weights: w_true is a root
+        Y = np.empty((prog.d, prog.m))
+        chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N0, prog.d,
+                     prog.m, Y)
+        w, res, its, _ = prog.newton(P.copy(), C, Y, var, w_true + 1e-6, N0, lifted, 200, 0.0)
+        assert res < 1e-12 and its < 20
+        np.testing.assert_allclose(w, w_true, atol=1e-9)

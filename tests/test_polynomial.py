@@ -147,3 +147,58 @@ def test_budget_limited_flag_reads_the_starts_curve():
     assert flat.budget_limited is False and "budget-limited" not in str(flat)
     assert exact.budget_limited is None
     assert rising.to_dict()["budget_limited"] is True
+
+
+def test_portfolio_shares_starts_by_roots_per_cost():
+    from fastmp.estimators.polynomial import _cycle, start_cost
+    solvers = [("right", "lifted-full"), ("left", "lifted-full"), ("right", "lm")]
+    sizes = {("right", "lifted-full"): 48, ("left", "lifted-full"): 144, ("right", "lm"): 16}
+    # before any data: equal time shares, i.e. starts inversely proportional to the
+    # prior cost of a start; the cheapest solvers come first
+    first = _cycle(solvers, {}, sizes)
+    assert len(first) == 16 and first[0] == ("right", "lm")
+    assert first.count(("right", "lm")) > first.count(("right", "lifted-full")) >= first.count(("left", "lifted-full"))
+
+    def stats(starts, its, roots):
+        return {sk: {"starts": n, "cost": n * start_cost(sk[1], sizes[sk], i), "roots": k}
+                for sk, n, i, k in zip(solvers, starts, its, roots)}
+    # the dear left lifting with no roots gets no start; the right lifting, 8x the roots
+    # per cost of LM, gets most of them
+    cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 100], [40, 0, 5]), sizes)
+    assert ("left", "lifted-full") not in cyc
+    assert cyc.count(("right", "lifted-full")) > cyc.count(("right", "lm")) > 0
+    # equal roots per cost: equal time, so starts in inverse proportion to their cost
+    cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 13], [9, 0, 1]), sizes)
+    assert cyc.count(("right", "lm")) > cyc.count(("right", "lifted-full"))
+
+
+def test_every_solver_runs_within_the_exploration_starts():
+    from fastmp.estimators.polynomial import EXPLORE_BY
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    # a minimal allocation (rows beyond Tb = 4, Theorem 3.4): no trial matches, so every
+    # trial runs the whole budget and must have tried each solver
+    mask = np.zeros((8, 8), bool)
+    mask[0, :5] = True
+    mask[1, :5] = True
+    mask[2, :6] = True
+    alloc = fastmp.Allocation(net, {"W": mask})
+    assert fastmp.classify(net, alloc).kind == "minimal"
+    res = fastmp.match_probability(net, alloc, trials=3, seed=0, starts=EXPLORE_BY,
+                                   method="newton")
+    assert res.mp == 0.0
+    port = res.budget["portfolio"]
+    assert set(port) == set(res.budget["solvers"])
+    for rec in port.values():
+        assert rec["starts"] >= 3
+    assert sum(rec["starts"] for rec in port.values()) == res.budget["starts_total"] == 3 * EXPLORE_BY
+
+
+def test_same_seed_same_result_with_the_cost_aware_portfolio():
+    # the portfolio's shares come from deterministic cost units, not from timings
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    alloc = random_in_rows(net, "W", 6, 4, rng=1)
+    r1 = fastmp.match_probability(net, alloc, m=3, trials=12, seed=4, starts=32)
+    r2 = fastmp.match_probability(net, alloc, m=3, trials=12, seed=4, starts=32)
+    np.testing.assert_array_equal(np.asarray(r1.status), np.asarray(r2.status))
+    assert r1.budget["portfolio"] == r2.budget["portfolio"]
+    assert r1.budget["certified_double"] + r1.budget["certified_arb"] == r1.matches

@@ -1,15 +1,22 @@
 """Certified real-root search for polynomial allocations (LRNN recurrent weights, mixes
 of D, B and W, several layers of a LinearFFN).
 
-Per trial: plain Newton's method on the full lifted system of Lemma 3.3 (nodes of the
-model's chain program as extra unknowns, :func:`fastmp.kernels.chain.newton_lifted_full`)
-from random starts -- its Jacobian is linear in the iterates, which keeps it usable far
-from a root and lets it reach the huge unique roots of Theorem 3.5 allocations; a converged
+Per trial: plain Newton's method on the lifted system of Lemma 3.3 (nodes of the model's
+chain program as extra unknowns), both in its eliminated form (an ``r x r`` solve per
+step, :func:`fastmp.kernels.chain.newton`) and on the full system
+(:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
+which keeps it usable far from a root and lets it reach the huge unique roots of
+Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
 point counts only if Krawczyk's test certifies a real root next to it
 (:mod:`fastmp.estimators.certify`: double-precision ball arithmetic, then 212-bit arb
 arithmetic after refinement). A point that converged but could not be certified is a
 *near-miss* (status ``AMBIGUOUS``), never a match. A trial without a certified root is a
 miss *for the budget used*: the result reports the budget and MP as a function of it.
+
+Starts cycle through a portfolio of solvers (lifted Newton from each side, LM on the
+original system) in shares proportional to certified roots per unit of cost so far
+(:func:`_cycle`, deterministic cost units :func:`start_cost`), so the result is a function
+of the seed alone.
 
 Budget: ``starts`` random starts per trial at most. With ``adaptive=True`` the search
 runs in rounds (8, 16, 32, ... starts per unmatched trial) and stops when two successive
@@ -96,6 +103,7 @@ class _Trial:
         self.how = ""
         self.solver = ""
         self.scale = start_scale
+        self.untried = []
 
 
 #: largest full lifted system (unknowns ``r + sum_k |N_k|``) plain Newton runs on. Its
@@ -112,49 +120,135 @@ def lifted_size(prog, r):
 
 
 def _solvers(sides, lifted, sizes=None):
-    """The portfolio a trial's starts cycle through: plain Newton on the full lifted
-    system from each side whose lifted system has at most ``LIFTED_MAX`` unknowns
-    (``sizes[side]``; explores many roots; two steps for Theorem 3.5 rows / columns
-    allocations), then Levenberg-Marquardt on the original system (globalised: plain
-    Newton diverges from almost every start once T = n/2 >= 6)."""
+    """The portfolio a trial's starts go through: for each side, plain Newton on the
+    lifted system of Lemma 3.3 (nodes kept as unknowns) in its eliminated form
+    (``"lifted"``: an ``r x r`` solve per step, :func:`fastmp.kernels.chain.newton`) and,
+    where the full lifted system has at most ``LIFTED_MAX`` unknowns (``sizes[side]``),
+    on the full system (``"lifted-full"``: dense LU; the same step in exact arithmetic,
+    but its Jacobian is linear in the iterates, so it stays well conditioned at the huge
+    unique roots of Theorem 3.5 allocations, where the eliminated form's powers of ``W``
+    are not); then Levenberg-Marquardt on the original system (globalised: plain Newton
+    diverges from almost every start once T = n/2 >= 6).
+
+    The eliminated form does not abandon a start after 12 steps without progress as the
+    full one does, and costs 4 us instead of 18 per step (n = 8): at Figure 2a, n = 8
+    (right lifting, 15 trials x 30 starts, certified roots per start and ms per start)
+    k = 5: 0.47 in 0.17 ms (full: 0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28),
+    k = 8: 0.056 in 0.23 (0.009 in 0.26)."""
     if not lifted:
         return [(sides[0], "newton")]
     sizes = sizes or {}
-    return ([(side, "lifted") for side in sides if sizes.get(side, 0) <= LIFTED_MAX]
-            + [(sides[0], "lm")])
+    out = []
+    for side in sides:
+        out.append((side, "lifted"))
+        if sizes.get(side, 0) <= LIFTED_MAX:
+            out.append((side, "lifted-full"))
+    return out + [(sides[0], "lm")]
 
 
-def _cycle(solvers, successes, length=8):
-    """Deterministic weighted round-robin over the portfolio: each solver's share of the
-    next round's starts is proportional to ``1 + its certified roots so far`` (at n = 8
-    lifted Newton finds nearly every root, from n = 12 on Levenberg-Marquardt does)."""
-    w = np.array([1.0 + successes.get(f"{k} ({s})", 0) for s, k in solvers])
-    counts = np.maximum(1, np.round(length * w / w.sum())).astype(int)
+#: eliminated lifted Newton abandons a start whose residual has not halved its best for
+#: this many steps (0: never; see _solvers). Measured at Figure 2a, n = 8 (50 trials,
+#: <= 256 starts): patience 15 or 30 made k = 8 slower (9.2-9.6 vs 7.9 ms per trial, same
+#: MP), k = 5 and 6 within noise -- the roots it finds are often reached only after long
+#: non-monotone runs.
+LIFTED_PATIENCE = 0
+
+#: iterations a start is assumed to take before any was measured (the first round's
+#: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
+#: rule), the eliminated form runs ~35-55 of its 60, Levenberg-Marquardt ~100 (its stall
+#: test every 25), at n = 8 on Figure 2a
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100}
+
+
+#: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY
+#: starts, whatever its share: a Theorem 3.5 column allocation is solved in two steps
+#: by the left lifting only, which is the dearest solver (144 unknowns at n = 8). Two
+#: rounds rather than one: at Figure 2a, n = 8, k = 8 the forced left-lifting start at
+#: the end of the first round (8 starts) cost 1.3 ms per trial and found no root.
+EXPLORE_BY = 16
+
+
+def start_cost(kind, size, iterations):
+    """Deterministic cost of one start in *units*: ``(iterations + 1) * size**2``, with
+    ``size`` the unknowns of the linear system each iteration solves (``r`` for
+    Levenberg-Marquardt and eliminated Newton, the full lifted size for lifted Newton).
+    A proxy for CPU time that does not depend on the machine's load, so the portfolio
+    (and MP) stay a function of the seed alone; measured at Figure 2a, n = 8, one unit is
+    7.6-13 ns for all three kinds (LM r = 16: 3.2 us/iteration, lifted 48: 17.5 us,
+    lifted 144: ~190 us)."""
+    return float((iterations + 1) * size * size)
+
+
+def _cycle(solvers, stats, sizes, length=16):
+    """Cost-aware deterministic round of ``length`` starts over the portfolio.
+
+    Each solver's *time* share is proportional to its certified roots per cost unit so
+    far, ``(roots + 1/2) / (cost + one prior start)`` (before any data: equal time
+    shares); its share of *starts* is that divided by its mean cost per start. So a
+    solver that is 10x dearer per start and no more successful gets ~1/10 of the
+    starts of the others, where the previous rule (``1 + roots``, at least one start
+    each per round) spent most of the time on the dear one (Figure 2a, n = 8: left
+    lifting, 144 unknowns, 2-4 ms per start, certified roots in 0.3% of starts). The
+    cheap solvers come first in a round (a trial stops at its first certified root),
+    every solver runs at least once in a trial's first ``EXPLORE_BY`` starts, and a
+    solver whose share rounds to zero keeps its estimate and returns when the others'
+    rates fall below it."""
+    rate, per_start = [], []
+    for side, kind in solvers:
+        st = stats.get((side, kind))
+        prior = start_cost(kind, sizes[(side, kind)], PRIOR_ITERATIONS[kind])
+        if st is None or st["starts"] == 0:
+            mean = prior
+            rate.append(1.0 / mean)
+        else:
+            mean = (st["cost"] + prior) / (st["starts"] + 1)
+            rate.append((st["roots"] + 0.5) / (st["cost"] + prior))
+        per_start.append(mean)
+    rate = np.array(rate)
+    share = (rate / rate.sum()) / np.array(per_start)
+    share = length * share / share.sum()
+    counts = np.floor(share).astype(int)
+    # largest remainders fill the round (deterministic: ties by portfolio order)
+    for i in np.argsort(-(share - counts), kind="stable")[:length - counts.sum()]:
+        counts[i] += 1
     order = []
+    by_cost = np.argsort(np.array(per_start), kind="stable")
     while counts.sum():
-        for i in range(len(solvers)):
+        for i in by_cost:
             if counts[i]:
                 order.append(solvers[i])
                 counts[i] -= 1
     return order
 
 
-def _search(progs, variables, tr, upto, solvers, max_iter):
+def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore_by):
     """Random starts until a certified root or ``upto`` starts; ``solvers`` is the cycle
-    of (side, kind) the starts go through."""
+    of (side, kind) the starts go through; ``stats[(side, kind)]`` accumulates starts,
+    cost units (:func:`start_cost`) and certified roots per solver."""
     while tr.starts_used < upto and tr.first_match < 0:
         side, kind = solvers[tr.starts_used % len(solvers)]
+        # every solver of the portfolio runs at least once in a trial's first
+        # ``explore_by`` starts (see _cycle): the last of those go to the ones not run yet
+        if (tr.untried and len(tr.untried) >= explore_by - tr.starts_used
+                and (side, kind) not in tr.untried):
+            side, kind = tr.untried[0]
+        if (side, kind) in tr.untried:
+            tr.untried.remove((side, kind))
         prog, var = progs[side], variables[side]
         params, consts, ystar, P, C = tr.sides[side]
         w0 = tr.rng.standard_normal(len(var)) * tr.scale
         N0 = prog.node_buffer(P)
         N0[:] = tr.rng.standard_normal(N0.shape)
         if kind == "lm":
-            w, res, _, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
+            w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
         else:
-            w, res, _, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
-                                          max_iter, 1e-14, full=kind == "lifted")
+            w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
+                                            max_iter, 1e-14, full=kind == "lifted-full",
+                                            patience=LIFTED_PATIENCE)
         tr.starts_used += 1
+        st = stats.setdefault((side, kind), {"starts": 0, "cost": 0.0, "roots": 0})
+        st["starts"] += 1
+        st["cost"] += start_cost(kind, sizes[(side, kind)], int(its))
         # rounding alone leaves a relative residual of about eps |w|^degree at a root
         wmax = float(np.max(np.abs(w))) if np.all(np.isfinite(w)) else np.inf
         floor = 1e-13 * np.exp(min(700.0, (len(prog.steps) + 1) * np.log1p(wmax)))
@@ -164,6 +258,7 @@ def _search(progs, variables, tr, upto, solvers, max_iter):
                 tr.first_match = tr.starts_used - 1
                 tr.how = how
                 tr.solver = f"{kind} ({side})"
+                st["roots"] += 1
             else:
                 tr.near_miss = True
 
@@ -202,18 +297,20 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     names = model.param_names
     start_scale = np.array([1.0 / np.sqrt(model.fan_in(names[p])) for p in var[:, 0]])
     state = [_Trial(model, progs, seed, trial_offset + t, m, start_scale) for t in range(trials)]
-    solvers = _solvers(sides, lifted,
-                       {side: lifted_size(progs[side], len(variables[side])) for side in sides})
+    lsize = {side: lifted_size(progs[side], len(variables[side])) for side in sides}
+    solvers = _solvers(sides, lifted, lsize)
+    sizes = {(side, kind): (lsize[side] if kind == "lifted-full" else len(variables[side]))
+             for side, kind in solvers}
+    stats = {}
+    for tr in state:
+        tr.untried = list(solvers)
     rounds = []
     budget = min(8, starts) if adaptive else starts
     while True:
-        found = {}
+        cycle = _cycle(solvers, stats, sizes)
         for tr in state:
-            if tr.solver:
-                found[tr.solver] = found.get(tr.solver, 0) + 1
-        cycle = _cycle(solvers, found)
-        for tr in state:
-            _search(progs, variables, tr, budget, cycle, max_iter)
+            _search(progs, variables, tr, budget, cycle, max_iter, stats, sizes,
+                    min(EXPLORE_BY, starts))
         after = sum(tr.first_match >= 0 for tr in state)
         rounds.append({"starts": budget, "matches": after})
         if progress is not None:
@@ -244,6 +341,10 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
         "near_misses": int(np.count_nonzero(status == AMBIGUOUS)),
         "found_by": {f"{kind} ({side})": int(sum(tr.solver == f"{kind} ({side})" for tr in state))
                      for side, kind in solvers},
+        # per solver: starts, cost units (start_cost) and certified roots
+        "portfolio": {f"{kind} ({side})": dict(stats.get((side, kind),
+                                                         {"starts": 0, "cost": 0.0, "roots": 0}))
+                      for side, kind in solvers},
     }
     return status, info
 

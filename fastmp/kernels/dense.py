@@ -23,14 +23,18 @@ def solve_into(A, b, lam, pivot_tol, W, x):
     for i in range(n):
         for j in range(n):
             W[i, j] = A[i, j]
-            a = abs(A[i, j])
-            if a > scale:
-                scale = a
         if lam != 0.0:
             W[i, i] += lam * max(A[i, i], 1e-12)
         x[i] = b[i]
-    if scale == 0.0:
-        return False
+    if pivot_tol != 0.0:
+        # only a relative pivot test needs the scale (an all-zero A fails either way)
+        for i in range(n):
+            for j in range(n):
+                a = abs(A[i, j])
+                if a > scale:
+                    scale = a
+        if scale == 0.0:
+            return False
     for k in range(n):
         p = k
         big = abs(W[k, k])
@@ -62,6 +66,52 @@ def solve_into(A, b, lam, pivot_tol, W, x):
         s = x[i]
         for j in range(i + 1, n):
             s -= W[i, j] * x[j]
+        x[i] = s / W[i, i]
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
+@jit
+def cholesky_solve_damped(A, b, lam, W, x):
+    """``x = (A + lam diag(max(A_ii, 1e-12)))^-1 b`` for a symmetric positive
+    semi-definite ``A`` (Levenberg-Marquardt's ``J^T J``) by Cholesky factorisation in
+    the scratch ``W`` (lower triangle; ``A``, ``b`` untouched). Half the flops of
+    :func:`solve_into` and no pivot search.
+
+    Returns False -- the caller rejects the step and raises the damping -- when the
+    damped matrix is not numerically positive definite (a pivot not above zero) or the
+    solution is not finite."""
+    n = A.shape[0]
+    for i in range(n):
+        for j in range(i + 1):
+            W[i, j] = A[i, j]
+        W[i, i] += lam * max(A[i, i], 1e-12)
+    for j in range(n):
+        s = W[j, j]
+        for k in range(j):
+            s -= W[j, k] * W[j, k]
+        if not s > 0.0:
+            return False
+        piv = np.sqrt(s)
+        W[j, j] = piv
+        inv = 1.0 / piv
+        for i in range(j + 1, n):
+            t = W[i, j]
+            for k in range(j):
+                t -= W[i, k] * W[j, k]
+            W[i, j] = t * inv
+    # L y = b, then L^T x = y
+    for i in range(n):
+        s = b[i]
+        for k in range(i):
+            s -= W[i, k] * x[k]
+        x[i] = s / W[i, i]
+    for i in range(n - 1, -1, -1):
+        s = x[i]
+        for k in range(i + 1, n):
+            s -= W[k, i] * x[k]
         x[i] = s / W[i, i]
     for i in range(n):
         if not np.isfinite(x[i]):
