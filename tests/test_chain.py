@@ -84,6 +84,9 @@ def test_jacobians_match_finite_differences(case, side):
     _, (Jm, Jr) = chain_ball(prog, Pm, [np.zeros_like(p) for p in Pm], consts, True, var)
     np.testing.assert_allclose(Jm, J, rtol=1e-12, atol=1e-12)
     assert Jr.max() < 1e-12
+    # ... and so is the one Krawczyk's preconditioner takes from ChainProgram.jacobian
+    np.testing.assert_allclose(prog.jacobian(prog.pad_params(params), prog.pad_consts(consts),
+                                             var, w), J, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("side", SIDE)

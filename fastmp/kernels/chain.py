@@ -513,6 +513,20 @@ def _set_vars(P, var, w):
 
 
 @jit
+def jacobian_at(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, w, d, m):
+    """The Jacobian ``dY/dw`` (``d m x r``, rows ``a m + c``) of the original system at
+    ``w`` (``P`` is overwritten with ``w``), in floating point -- for an approximate
+    inverse, e.g. Krawczyk's preconditioner, where no enclosure is needed."""
+    r = var.shape[0]
+    ns, N, E, J, corr, _ = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
+    _set_vars(P, var, w)
+    forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
+    jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, E, var,
+                     d, m, J, corr)
+    return J
+
+
+@jit
 def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
            lifted, max_iter, tol, patience=0):
     """Plain (undamped) Newton from ``w0`` (and nodes ``N0`` if ``lifted``).
@@ -721,6 +735,11 @@ class ChainProgram:
     def node_buffer(self, P):
         K = len(self.steps)
         return np.zeros((K + 1, max(P.shape[1], int(self.ns[0, 0])), int(self.ns[0, 1])))
+
+    def jacobian(self, P, C, var, w):
+        """:func:`jacobian_at` on padded per-trial arrays (``P`` is overwritten)."""
+        return jacobian_at(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
+                           self.steps_arr, self.terms_arr, var, w, self.d, self.m)
 
     def levenberg_marquardt(self, P, C, ystar, var, w0, max_iter=LM_MAX_ITER, tol=1e-14,
                             stall_window=LM_STALL_WINDOW, stall_ratio=LM_STALL_RATIO):
