@@ -284,3 +284,30 @@ def test_newton_stops_once_converged_to_rounding():
         w, res, its, _ = prog.newton(P.copy(), C, Y, var, w_true + 1e-6, N0, lifted, 200, 0.0)
         assert res < 1e-12 and its < 20
         np.testing.assert_allclose(w, w_true, atol=1e-9)
+
+
+@pytest.mark.parametrize("side", SIDE)
+@pytest.mark.parametrize("case", range(2))
+def test_compiled_ball_jacobian_equals_numpy_and_encloses(case, side):
+    """Krawczyk's J(X) from the compiled kernel: the enclosure of certify.chain_ball (same
+    rules, summation order aside), and it contains J at points of the box."""
+    from fastmp.estimators.certify import _jacobian_ball, _with_vars
+    model, masks, m = _cases()[case]
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m, side=side)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(len(var))
+    rho = np.abs(rng.standard_normal(len(var))) * 1e-2
+    _, (Jm0, Jr0) = chain_ball(prog, *_with_vars(prog, params, var, w, rho), consts, True, var)
+    Jm, Jr = _jacobian_ball(prog, params, consts, var, w, rho)
+    np.testing.assert_allclose(Jm, Jm0, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(Jr > 0, Jr0 > 0)
+    np.testing.assert_allclose(Jr, Jr0, rtol=1e-12, atol=0)
+    for _ in range(20):
+        wp = w + rho * rng.uniform(-1, 1, len(var))
+        J = prog.jacobian(prog.pad_params(params), prog.pad_consts(consts), var, wp)
+        assert np.all(np.abs(J - Jm) <= Jr * (1 + 1e-9) + 1e-12 * np.abs(J))
+    # a radius that misses a term would not enclose the corners
+    for _ in range(20):
+        wp = w + rho * rng.choice([-1.0, 1.0], len(var))
+        J = prog.jacobian(prog.pad_params(params), prog.pad_consts(consts), var, wp)
+        assert np.all(np.abs(J - Jm) <= Jr * (1 + 1e-9) + 1e-12 * np.abs(J))

@@ -158,6 +158,21 @@ def _jacobian_float(prog, params, consts, var, w):
     return prog.jacobian(P, C, np.asarray(var, dtype=np.int64).reshape(-1, 3), w)
 
 
+def _jacobian_ball(prog, params, consts, var, w, rho):
+    """Ball enclosure of ``J`` over the box ``w +/- rho``: the compiled
+    :func:`fastmp.kernels.chain_ball.jacobian_ball` where ``prog`` is a compiled chain
+    program, :func:`chain_ball` otherwise (the same rules)."""
+    if not hasattr(prog, "pad_params"):
+        return chain_ball(prog, *_with_vars(prog, params, var, w, rho), consts, True, var)[1]
+    from ..kernels.chain_ball import jacobian_ball
+    Pm, Pr = _with_vars(prog, params, var, w, rho)
+    var = np.asarray(var, dtype=np.int64).reshape(-1, 3)
+    return jacobian_ball(prog.pad_params(Pm), prog.pad_params(Pr), prog.pshape,
+                         prog.pad_consts([np.asarray(c, dtype=np.float64) for c in consts]),
+                         prog.cshape, prog.src_kind, prog.src_idx, prog.steps_arr,
+                         prog.terms_arr, prog.ns, var, prog.d, prog.m)
+
+
 def krawczyk(prog, params, consts, ystar, var, w, inflation=(4.0, 64.0, 1024.0)):
     """Try to certify a root near ``w`` in double-precision ball arithmetic.
 
@@ -189,7 +204,7 @@ def krawczyk(prog, params, consts, ystar, var, w, inflation=(4.0, 64.0, 1024.0))
     scale = np.abs(w) * 1e-15 + 1e-300
     for f in inflation:
         rho = f * base + scale
-        _, (Jm, Jr) = chain_ball(prog, *_with_vars(prog, params, var, w, rho), consts, True, var)
+        Jm, Jr = _jacobian_ball(prog, params, consts, var, w, rho)
         YJm, YJr = bmul(Yinv, np.zeros_like(Yinv), Jm, Jr)
         Mm, Mr = badd(np.eye(r), np.zeros((r, r)), -YJm, YJr)
         Mabs = (np.abs(Mm) + Mr) * (1 + 4 * U)
