@@ -346,3 +346,84 @@ def test_newton_step_square_singular_and_consistent():
     res, unique = _newton_step(Es, fi, w, delta, 1e-9, LU, g, G, Eg)
     assert not unique and res > 1e-9
     assert np.allclose(Es.T @ (Es @ (w + delta) - fi), 0.0, atol=1e-8)
+
+
+# ------------------------------------------------------------------ reduced step
+def _fig3b_system(n=8, k=6, trial=0, seed=0):
+    net = fastmp.ShallowReLU(6, n, 4)
+    mask = random_mask((n, 6), 24, np.random.default_rng([seed, n, k, 4]), k=k, row_cap=6,
+                       col_cap=4)
+    return relu_trial_system(net, mask, 6, seed, trial)
+
+
+def test_reduced_step_solves_the_pattern_system_like_lu():
+    """fastmp.kernels.relu._reduced_step (per-sample / per-unit elimination, square
+    system of size sum_i |U_i| - dm) gives the same point as the LU solve of the full
+    dm x r pattern system (D.1) wherever it reports success, calls patterns violating
+    Lemma D.3 / D.4 singular (their full systems are rank deficient), and succeeds on
+    most lemma-obeying patterns."""
+    from fastmp.estimators.relu_search import kernel_inputs
+    from fastmp.kernels.relu import (REDUCED_OK, REDUCED_SINGULAR, _reduced_step,
+                                     _reduced_tables, pattern_equations, repair_pattern)
+    s = _fig3b_system()
+    xa, b, var_row, V, rhs = kernel_inputs(s)
+    m, k, d, r = s.m, s.k, s.d, s.r
+    tabs, scr, cols = _reduced_tables(xa, b, V, var_row, s.r_row, True)
+    rng = np.random.default_rng(3)
+    E, f, delta = np.empty((d * m, r)), np.empty(d * m), np.empty(r)
+    ok_count = checked = 0
+    for _ in range(300):
+        P = rng.random((m, k)) < 0.6
+        Z = rng.standard_normal((m, k))
+        repair_pattern(P, Z, d, s.r_row)
+        w = rng.standard_normal(r)
+        res, status = _reduced_step(xa, b, var_row, V, rhs, P, w, delta, 1e-9 * s.f_floor,
+                                    cols, s.r_row, tabs, scr)
+        ok = status == REDUCED_OK
+        pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+        if ok:
+            ok_count += 1
+            assert res <= 1e-9 * s.f_floor
+            sol = np.linalg.solve(E, f)
+            assert np.allclose(w + delta, sol, rtol=1e-7, atol=1e-7 * np.abs(sol).max())
+            assert np.abs(E @ (w + delta) - f).max() <= 1e-9 * s.f_floor
+        else:
+            checked += 1
+    assert ok_count > 150
+    # a sample with fewer than d active units, or a unit active on fewer samples than it
+    # has weights: singular (rank-deficient full system)
+    P = np.ones((m, k), bool)
+    P[0, :k - d + 1] = False
+    assert _reduced_step(xa, b, var_row, V, rhs, P, np.zeros(r), delta, 1.0, cols,
+                         s.r_row, tabs, scr)[1] == REDUCED_SINGULAR
+    pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+    assert np.linalg.matrix_rank(E) < r
+    P = np.ones((m, k), bool)
+    j = int(np.argmax(s.r_row))
+    P[: m - int(s.r_row[j]) + 1, j] = False
+    assert _reduced_step(xa, b, var_row, V, rhs, P, np.zeros(r), delta, 1.0, cols,
+                         s.r_row, tabs, scr)[1] == REDUCED_SINGULAR
+    pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+    assert np.linalg.matrix_rank(E) < r
+
+
+@pytest.mark.parametrize("n,k", [(8, 5), (8, 6)])
+def test_reduced_and_full_search_agree(n, k):
+    """The kernel with the reduced step and with the full LU step (``reduced=False``)
+    follow the same trajectories on Figure 3b trials: same start, same number of steps,
+    same candidate pattern."""
+    from fastmp.estimators.relu_search import SEARCH_RES_TOL, kernel_inputs
+    from fastmp.kernels.relu import pattern_search
+    for t in range(4):
+        s = _fig3b_system(n, k, trial=t)
+        xa, b, var_row, V, rhs = kernel_inputs(s)
+        outs = []
+        for reduced in (False, True):
+            w, P = np.empty(s.r), np.zeros((s.m, s.k), bool)
+            st, it = pattern_search(xa, b, var_row, V, rhs, np.uint64(0), np.uint64(t), 16,
+                                    12, 1 / np.sqrt(6), SEARCH_RES_TOL * s.f_floor, 0,
+                                    s.r_row, bool(s.generic), w, P, reduced)
+            outs.append((st, it, P.copy() if st >= 0 else None))
+        assert outs[0][:2] == outs[1][:2]
+        if outs[0][0] >= 0:
+            assert np.array_equal(outs[0][2], outs[1][2])
