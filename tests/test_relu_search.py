@@ -427,3 +427,48 @@ def test_reduced_and_full_search_agree(n, k):
         assert outs[0][:2] == outs[1][:2]
         if outs[0][0] >= 0:
             assert np.array_equal(outs[0][2], outs[1][2])
+
+
+def test_structured_lm_step_matches_the_full_one():
+    """fastmp.kernels.relu._lm_step_pattern assembles the Levenberg-Marquardt normal
+    equations of a singular pattern system from its structure (V^T V and the active
+    inputs) instead of the rows of E(P): on patterns violating Lemma D.4 (rank-deficient
+    systems) its step satisfies the same normal equations as _newton_step's, and it
+    reports the residual of the full equations (D.1) at the new point."""
+    from fastmp.estimators.relu_search import kernel_inputs
+    from fastmp.kernels.relu import _lm_step_pattern, _newton_step, pattern_equations
+    s = _fig3b_system()
+    xa, b, var_row, V, rhs = kernel_inputs(s)
+    m, k, d, r = s.m, s.k, s.d, s.r
+    M = d * m
+    rng = np.random.default_rng(8)
+    VtV = np.ascontiguousarray(V.T @ V)
+    E, f = np.empty((M, r)), np.empty(M)
+    tested = 0
+    for _ in range(40):
+        P = np.ones((m, k), bool)
+        j = int(rng.integers(k))
+        P[rng.permutation(m)[: m - int(s.r_row[j]) + 1], j] = False   # Lemma D.4 fails
+        w = rng.standard_normal(r) / np.sqrt(6)
+        pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+        assert np.linalg.matrix_rank(E) < r
+        d_full = np.empty(r)
+        _newton_step(E, f, w, d_full, 1e-9 * s.f_floor, np.empty((M, M)), np.empty(M),
+                     np.empty((M, M)), np.empty(r))
+        delta, wn, Zn = np.empty(r), np.empty(r), np.empty((m, k))
+        res, ok = _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, 1e-9 * s.f_floor, VtV,
+                                   np.empty((m, k)), np.empty((m, d)), np.empty((m, k)),
+                                   np.empty((r, m)), np.empty((M, M)), np.empty(r),
+                                   np.empty((M, M)), Zn, wn)
+        if not ok:
+            continue
+        tested += 1
+        g = f - E @ w
+        G = E.T @ E
+        lam = 1e-12 * np.diag(G).max()
+        for step in (delta, d_full):
+            lhs = (G + lam * np.eye(r)) @ step
+            assert np.allclose(lhs, E.T @ g, rtol=0, atol=1e-6 * np.abs(E.T @ g).max())
+        assert np.array_equal(wn, w + delta)
+        assert res == pytest.approx(np.abs(E @ wn - f).max(), rel=1e-9)
+    assert tested >= 30

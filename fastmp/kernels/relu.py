@@ -415,6 +415,11 @@ def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tab
     m, k = b.shape
     d = V.shape[0]
     r = w.shape[0]
+    # off[i] = (offset of t_i, mask U_i, number of free t_i); off[m + j] = (mask S_j,
+    # number of conditions |S_j| - r_j, -)
+    for j in range(k):
+        off[m + j, 0] = 0
+        off[m + j, 1] = 0
     T = 0
     for i in range(m):
         U = 0
@@ -423,15 +428,26 @@ def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tab
             if P[i, j]:
                 U |= 1 << j
                 u += 1
+                off[m + j, 0] |= 1 << i
+                off[m + j, 1] += 1
         if u < d:                  # Lemma D.3 fails: the rows of sample i are dependent
             return np.inf, REDUCED_SINGULAR
+        off[i, 0] = T
+        off[i, 1] = U
+        off[i, 2] = u - d
+        T += u - d
+    for j in range(k):
+        S = off[m + j, 0]
+        rj = r_row[j]
+        if off[m + j, 1] < rj:     # Lemma D.4 fails: unit j's columns have rank <= |S_j|
+            return np.inf, REDUCED_SINGULAR
+        off[m + j, 1] -= rj
+    for i in range(m):
+        U = off[i, 1]
         if ustate[U] == 0:
             _unit_subset_entry(V, U, k, ustate, Z0M, NU, A, perm, Wk, inv, Wk2)
         if ustate[U] < 0:
             return np.inf, REDUCED_FAIL
-        off[i, 0] = T
-        off[i, 1] = U
-        T += u - d
         for j in range(k):
             if P[i, j]:
                 acc = 0.0
@@ -440,78 +456,53 @@ def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tab
                 z0[i, j] = acc - b[i, j]          # z0 - b: the unit's own part u_ij
     neq = 0
     for j in range(k):
-        S = 0
-        s = 0
-        for i in range(m):
-            if P[i, j]:
-                S |= 1 << i
-                s += 1
-        rj = r_row[j]
-        if s < rj:                 # Lemma D.4 fails: unit j's columns have rank <= s
-            return np.inf, REDUCED_SINGULAR
+        S = off[m + j, 0]
         if sstate[j, S] == 0:
-            _sample_subset_entry(xa, cols[j], rj, j, S, m, sstate, SA, SB, XI, CM,
+            _sample_subset_entry(xa, cols[j], r_row[j], j, S, m, sstate, SA, SB, XI, CM,
                                  A, perm, Wk, inv, Wk2)
         if sstate[j, S] < 0:
             return np.inf, REDUCED_FAIL
-        neq += s - rj
+        neq += off[m + j, 1]
     if neq != T:
-        return np.inf, False
+        return np.inf, REDUCED_FAIL
     if T > 0:
         for R in range(T):
-            bred[R] = 0.0
             for c in range(T):
                 Ared[R, c] = 0.0
         R = 0
         for j in range(k):
-            S = 0
-            s = 0
-            for i in range(m):
-                if P[i, j]:
-                    S |= 1 << i
-                    s += 1
+            S = off[m + j, 0]
             rj = r_row[j]
-            for bb in range(s - rj):
+            for bb in range(off[m + j, 1]):
                 ib = SB[j, S, bb]
-                o, U = off[ib, 0], off[ib, 1]
+                o, U, nf = off[ib, 0], off[ib, 1], off[ib, 2]
                 acc = -z0[ib, j]
-                nfree = 0
-                for jj in range(k):
-                    nfree += P[ib, jj]
-                for l in range(nfree - d):
+                for l in range(nf):
                     Ared[R, o + l] += NU[U, j, l]
                 for a in range(rj):
                     ia = SA[j, S, a]
                     cf = CM[j, S, bb, a]
-                    if cf != 0.0:
-                        o2, U2 = off[ia, 0], off[ia, 1]
-                        nf2 = 0
-                        for jj in range(k):
-                            nf2 += P[ia, jj]
-                        for l in range(nf2 - d):
-                            Ared[R, o2 + l] -= cf * NU[U2, j, l]
-                        acc += cf * z0[ia, j]
+                    o2, U2, nf2 = off[ia, 0], off[ia, 1], off[ia, 2]
+                    for l in range(nf2):
+                        Ared[R, o2 + l] -= cf * NU[U2, j, l]
+                    acc += cf * z0[ia, j]
                 bred[R] = acc
                 R += 1
         if not solve_into(Ared[:T, :T], bred, 0.0, 1e-14, LUred, tvec):
             return np.inf, REDUCED_SINGULAR
-    # pre-activations u_ij = z_ij - b_ij of the active entries, then each unit's weights
-    for i in range(m):
-        o, U = off[i, 0], off[i, 1]
-        nf = 0
-        for jj in range(k):
-            nf += P[i, jj]
-        for j in range(k):
-            if P[i, j]:
-                acc = z0[i, j]
-                for l in range(nf - d):
-                    acc += NU[U, j, l] * tvec[o + l]
-                z0[i, j] = acc
-    for j in range(k):
-        S = 0
+        # pre-activations u_ij = z_ij - b_ij of the active entries
         for i in range(m):
-            if P[i, j]:
-                S |= 1 << i
+            o, U, nf = off[i, 0], off[i, 1], off[i, 2]
+            if nf > 0:
+                for j in range(k):
+                    if P[i, j]:
+                        acc = z0[i, j]
+                        for l in range(nf):
+                            acc += NU[U, j, l] * tvec[o + l]
+                        z0[i, j] = acc
+    # each unit's weights from its r_j independent samples
+    for j in range(k):
+        S = off[m + j, 0]
         rj = r_row[j]
         for a in range(rj):
             acc = 0.0
@@ -536,8 +527,8 @@ def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tab
 
 
 @jit
-def _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, res_tol, VtV, Z, gs, h, G, Eg,
-                     LU, Zn, wn):
+def _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, res_tol, VtV, Z, gs, h, xm, G,
+                     Eg, LU, Zn, wn):
     """The Levenberg-Marquardt step of :func:`_newton_step` for a singular pattern
     system, with the normal equations assembled from the structure of ``E(P)`` instead of
     its rows: ``(E^T E)[c, c'] = (V^T V)[j, j'] sum_{i: P_ij, P_ij'} xa_ic xa_ic'`` (``j, j'``
@@ -562,20 +553,22 @@ def _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, res_tol, VtV, Z, gs, h
                 for a in range(d):
                     acc += V[a, j] * gs[i, a]
             h[i, j] = acc
+    # xm = xa with the entries of inactive units zeroed (E^T E = VtV o (xm^T xm)); the
+    # products with exact zeros add nothing, so this equals the sum over active samples
+    for i in range(m):
+        for c in range(r):
+            xm[c, i] = xa[i, c] if P[i, var_row[c]] else 0.0
     for c in range(r):
         j = var_row[c]
         acc = 0.0
         for i in range(m):
-            if P[i, j]:
-                acc += xa[i, c] * h[i, j]
+            acc += xm[c, i] * h[i, j]
         Eg[c] = acc
         for c2 in range(c, r):
-            j2 = var_row[c2]
             acc = 0.0
             for i in range(m):
-                if P[i, j] and P[i, j2]:
-                    acc += xa[i, c] * xa[i, c2]
-            G[c, c2] = VtV[j, j2] * acc
+                acc += xm[c, i] * xm[c2, i]
+            G[c, c2] = VtV[j, var_row[c2]] * acc
     lam = 0.0
     for a in range(r):
         lam = max(lam, G[a, a])
@@ -632,7 +625,7 @@ def _reduced_tables(xa, b, V, var_row, r_row, fast):
     p = max(k, m)
     q = max(d, rmax)
     scr = (np.empty((nt, nt)), np.empty(nt), np.empty((nt, nt)), np.empty(nt),
-           np.empty((m, k)), np.empty((m, 2), dtype=np.int64), np.empty((p, q)),
+           np.empty((m, k)), np.empty((m + k, 3), dtype=np.int64), np.empty((p, q)),
            np.empty(p, dtype=np.int64), np.empty((p, q)), np.empty((q, q)), np.empty((q, q)),
            np.empty((m, k)), np.empty(var_row.shape[0]))
     return tabs, scr, cols
@@ -723,6 +716,7 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
             VtV[j, j2] = acc
     gs = np.empty((m, d))
     hs = np.empty((m, k))
+    xm = np.empty((r, m))
     total = 0
     for s in range(starts):
         if s % 2 == 0:
@@ -769,7 +763,7 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
                     # the full system is singular too: its LU would fail, so go to the
                     # Levenberg-Marquardt step directly
                     res, lm_ok = _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta,
-                                                  res_tol, VtV, Z, gs, hs, G, Eg, LU,
+                                                  res_tol, VtV, Z, gs, hs, xm, G, Eg, LU,
                                                   scr[11], scr[12])
                     full = not lm_ok
             if full:
@@ -795,10 +789,15 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
                     w[c] = w[c] + t * delta[c]
                 if t < 1.0:
                     res = np.inf            # a damped step does not solve E(P) w = f
+            elif fast and not full:
+                # reduced step: its point and z(point) are scr[12] and scr[11]
+                w[:] = scr[12]
+                Z[:, :] = scr[11]
             else:
                 for c in range(r):
                     w[c] = w[c] + delta[c]
-            pattern_z(xa, b, var_row, w, Z)
+            if damp or full:
+                pattern_z(xa, b, var_row, w, Z)
             same = True
             for i in range(m):
                 for j in range(k):
