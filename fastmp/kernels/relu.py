@@ -18,6 +18,21 @@ f(P)``, the point solves (D.1)-(D.2): a candidate match (verified exactly by the
 semismooth Newton); ``HYBRID`` takes full steps until the first cycle, then continues
 damped from there (abandoned after ``STALL_STEPS`` steps without decrease).
 
+Each step's linear algebra (:func:`_reduced_step`): for ``r = dm`` the square system is
+not solved as ``dm x r`` but reduced -- per sample, ``V_U z = rhs`` leaves ``|U| - d``
+free pre-activations; per unit, ``|S| - r_j`` of its pre-activations are fixed by the
+others -- to a square system of size ``sum_i |U_i| - dm`` (0 to 12 on the Figure 3b
+setting instead of 24), with the per-subset factors kept for the trial. Singular patterns
+(Lemma D.3/D.4 violated, or a singular reduced system) take the Levenberg-Marquardt step
+with normal equations assembled from the same structure (:func:`_lm_step_pattern`);
+anything else (degenerate subsets, a residual above tolerance) the full-system step of
+:func:`_newton_step`. Same iteration, less arithmetic; rounding differs from the full
+LU, so a trajectory through a pattern whose sign is decided at rounding level can
+differ: on the 320 trials of ``bench/relu_compare.py`` (64 and 256 starts) no outcome and
+no candidate changed, and 5 of the 640 searches took 2-3 Newton steps more or fewer of
+about 1500 (``reduced=False`` runs the full solve; ``tests/test_relu_search.py``
+compares both).
+
 Starts cycle through two kinds: a random weight vector with the student's initial scale
 (Appendix E.3, ``N(0, 1/q)``), and a random activation pattern (each used unit active
 with probability 1/2, at least ``d`` active per sample: Lemma D.3) whose system is solved
@@ -674,9 +689,14 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     starts; ``iterations`` is the total number of Newton steps taken.
 
     ``reduced``: take each step by :func:`_reduced_step` where it applies (``r = dm``,
-    ``k <= REDUCED_MAX_K``, ``m <= REDUCED_MAX_M``) and solve the full ``dm x r`` system
-    only where it does not (degenerate subsets, singular systems). Same iteration, fewer
-    operations per step; rounding differs from the full solve.
+    ``k <= REDUCED_MAX_K``, ``m <= REDUCED_MAX_M``, and ``2k <= 3d``: the reduced system,
+    of size at most ``m (k - d)``, is then at most half the full one; measured on
+    ``bench/relu_compare.py``: 1.7-1.8x faster per trial on the d = 4, k = 5, 6 rows,
+    neutral at k = 4, but 1.3-2x *slower* on the d = 1, 2 rows with k = 4, 5, whose full
+    systems are 4 x 4 and 8 x 8 and whose trials end after few steps, so the per-trial
+    subset tables do not pay) and solve the full ``dm x r`` system only where it does not
+    (degenerate subsets, singular systems). Same iteration, fewer operations per step;
+    rounding differs from the full solve.
     """
     m, k = b.shape
     d = V.shape[0]
@@ -704,7 +724,7 @@ def pattern_search(xa, b, var_row, V, rhs, seed, trial, starts, max_iter, init_s
     while size < (1 << 16) and size < 2 * starts * max_iter:
         size *= 2
     solved = np.zeros(size + 1, dtype=np.uint64)
-    fast = (reduced and r == d * m and d <= k and k <= REDUCED_MAX_K
+    fast = (reduced and r == d * m and d <= k and 2 * k <= 3 * d and k <= REDUCED_MAX_K
             and m <= REDUCED_MAX_M)
     tabs, scr, cols = _reduced_tables(xa, b, V, var_row, r_row, fast)
     VtV = np.empty((k, k))
