@@ -346,3 +346,129 @@ def test_newton_step_square_singular_and_consistent():
     res, unique = _newton_step(Es, fi, w, delta, 1e-9, LU, g, G, Eg)
     assert not unique and res > 1e-9
     assert np.allclose(Es.T @ (Es @ (w + delta) - fi), 0.0, atol=1e-8)
+
+
+# ------------------------------------------------------------------ reduced step
+def _fig3b_system(n=8, k=6, trial=0, seed=0):
+    net = fastmp.ShallowReLU(6, n, 4)
+    mask = random_mask((n, 6), 24, np.random.default_rng([seed, n, k, 4]), k=k, row_cap=6,
+                       col_cap=4)
+    return relu_trial_system(net, mask, 6, seed, trial)
+
+
+def test_reduced_step_solves_the_pattern_system_like_lu():
+    """fastmp.kernels.relu._reduced_step (per-sample / per-unit elimination, square
+    system of size sum_i |U_i| - dm) gives the same point as the LU solve of the full
+    dm x r pattern system (D.1) wherever it reports success, calls patterns violating
+    Lemma D.3 / D.4 singular (their full systems are rank deficient), and succeeds on
+    most lemma-obeying patterns."""
+    from fastmp.estimators.relu_search import kernel_inputs
+    from fastmp.kernels.relu import (REDUCED_OK, REDUCED_SINGULAR, _reduced_step,
+                                     _reduced_tables, pattern_equations, repair_pattern)
+    s = _fig3b_system()
+    xa, b, var_row, V, rhs = kernel_inputs(s)
+    m, k, d, r = s.m, s.k, s.d, s.r
+    tabs, scr, cols = _reduced_tables(xa, b, V, var_row, s.r_row, True)
+    rng = np.random.default_rng(3)
+    E, f, delta = np.empty((d * m, r)), np.empty(d * m), np.empty(r)
+    ok_count = checked = 0
+    for _ in range(300):
+        P = rng.random((m, k)) < 0.6
+        Z = rng.standard_normal((m, k))
+        repair_pattern(P, Z, d, s.r_row)
+        w = rng.standard_normal(r)
+        res, status = _reduced_step(xa, b, var_row, V, rhs, P, w, delta, 1e-9 * s.f_floor,
+                                    cols, s.r_row, tabs, scr)
+        ok = status == REDUCED_OK
+        pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+        if ok:
+            ok_count += 1
+            assert res <= 1e-9 * s.f_floor
+            sol = np.linalg.solve(E, f)
+            assert np.allclose(w + delta, sol, rtol=1e-7, atol=1e-7 * np.abs(sol).max())
+            assert np.abs(E @ (w + delta) - f).max() <= 1e-9 * s.f_floor
+        else:
+            checked += 1
+    assert ok_count > 150
+    # a sample with fewer than d active units, or a unit active on fewer samples than it
+    # has weights: singular (rank-deficient full system)
+    P = np.ones((m, k), bool)
+    P[0, :k - d + 1] = False
+    assert _reduced_step(xa, b, var_row, V, rhs, P, np.zeros(r), delta, 1.0, cols,
+                         s.r_row, tabs, scr)[1] == REDUCED_SINGULAR
+    pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+    assert np.linalg.matrix_rank(E) < r
+    P = np.ones((m, k), bool)
+    j = int(np.argmax(s.r_row))
+    P[: m - int(s.r_row[j]) + 1, j] = False
+    assert _reduced_step(xa, b, var_row, V, rhs, P, np.zeros(r), delta, 1.0, cols,
+                         s.r_row, tabs, scr)[1] == REDUCED_SINGULAR
+    pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+    assert np.linalg.matrix_rank(E) < r
+
+
+@pytest.mark.parametrize("n,k", [(8, 5), (8, 6)])
+def test_reduced_and_full_search_agree(n, k):
+    """The kernel with the reduced step and with the full LU step (``reduced=False``)
+    follow the same trajectories on Figure 3b trials: same start, same number of steps,
+    same candidate pattern."""
+    from fastmp.estimators.relu_search import SEARCH_RES_TOL, kernel_inputs
+    from fastmp.kernels.relu import pattern_search
+    for t in range(4):
+        s = _fig3b_system(n, k, trial=t)
+        xa, b, var_row, V, rhs = kernel_inputs(s)
+        outs = []
+        for reduced in (False, True):
+            w, P = np.empty(s.r), np.zeros((s.m, s.k), bool)
+            st, it = pattern_search(xa, b, var_row, V, rhs, np.uint64(0), np.uint64(t), 16,
+                                    12, 1 / np.sqrt(6), SEARCH_RES_TOL * s.f_floor, 0,
+                                    s.r_row, bool(s.generic), w, P, reduced)
+            outs.append((st, it, P.copy() if st >= 0 else None))
+        assert outs[0][:2] == outs[1][:2]
+        if outs[0][0] >= 0:
+            assert np.array_equal(outs[0][2], outs[1][2])
+
+
+def test_structured_lm_step_matches_the_full_one():
+    """fastmp.kernels.relu._lm_step_pattern assembles the Levenberg-Marquardt normal
+    equations of a singular pattern system from its structure (V^T V and the active
+    inputs) instead of the rows of E(P): on patterns violating Lemma D.4 (rank-deficient
+    systems) its step satisfies the same normal equations as _newton_step's, and it
+    reports the residual of the full equations (D.1) at the new point."""
+    from fastmp.estimators.relu_search import kernel_inputs
+    from fastmp.kernels.relu import _lm_step_pattern, _newton_step, pattern_equations
+    s = _fig3b_system()
+    xa, b, var_row, V, rhs = kernel_inputs(s)
+    m, k, d, r = s.m, s.k, s.d, s.r
+    M = d * m
+    rng = np.random.default_rng(8)
+    VtV = np.ascontiguousarray(V.T @ V)
+    E, f = np.empty((M, r)), np.empty(M)
+    tested = 0
+    for _ in range(40):
+        P = np.ones((m, k), bool)
+        j = int(rng.integers(k))
+        P[rng.permutation(m)[: m - int(s.r_row[j]) + 1], j] = False   # Lemma D.4 fails
+        w = rng.standard_normal(r) / np.sqrt(6)
+        pattern_equations(xa, b, var_row, V, rhs, P, E, f)
+        assert np.linalg.matrix_rank(E) < r
+        d_full = np.empty(r)
+        _newton_step(E, f, w, d_full, 1e-9 * s.f_floor, np.empty((M, M)), np.empty(M),
+                     np.empty((M, M)), np.empty(r))
+        delta, wn, Zn = np.empty(r), np.empty(r), np.empty((m, k))
+        res, ok = _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, 1e-9 * s.f_floor, VtV,
+                                   np.empty((m, k)), np.empty((m, d)), np.empty((m, k)),
+                                   np.empty((r, m)), np.empty((M, M)), np.empty(r),
+                                   np.empty((M, M)), Zn, wn)
+        if not ok:
+            continue
+        tested += 1
+        g = f - E @ w
+        G = E.T @ E
+        lam = 1e-12 * np.diag(G).max()
+        for step in (delta, d_full):
+            lhs = (G + lam * np.eye(r)) @ step
+            assert np.allclose(lhs, E.T @ g, rtol=0, atol=1e-6 * np.abs(E.T @ g).max())
+        assert np.array_equal(wn, w + delta)
+        assert res == pytest.approx(np.abs(E @ wn - f).max(), rel=1e-9)
+    assert tested >= 30
