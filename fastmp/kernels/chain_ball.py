@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
+from .chain import _const_or_eye, _lc_entry
 
 U = 2.0 ** -53
 TINY = 2.0 ** -1022 * 2 ** 10
@@ -115,13 +116,8 @@ def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns
                     Gm[it, i, j] = Pm[l, i, j]
                     Gr[it, i, j] = Pr[l, i, j]
         else:
-            for i in range(d):
-                for j in range(rows_it):
-                    if lc >= 0:
-                        Gm[it, i, j] = C[lc, i, j]
-                    else:
-                        Gm[it, i, j] = 1.0 if i == j else 0.0
-                    Gr[it, i, j] = 0.0
+            _const_or_eye(C, lc, d, rows_it, Gm[it])
+            Gr[it, :d, :rows_it] = 0.0
         for s in range(it, 0, -1):
             a = steps[s - 1]
             _bmm(Gm[s], Gr[s], d, pshape[a, 0], Pm[a], Pr[a], pshape[a, 1], Gm[s - 1],
@@ -143,13 +139,8 @@ def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns
                 if src_kind != 0:
                     continue
                 prow = cols0
-                for i in range(prow):
-                    for j in range(m):
-                        if rc >= 0:
-                            Hm[i, j] = C[rc, i, j]
-                        else:
-                            Hm[i, j] = 1.0 if i == j else 0.0
-                        Hr[i, j] = 0.0
+                _const_or_eye(C, rc, prow, m, Hm)
+                Hr[:prow, :m] = 0.0
                 pid = src_idx
             for v in range(r):
                 if var[v, 0] != pid:
@@ -174,7 +165,7 @@ def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns
                     continue
                 vi, vj = var[v, 1], var[v, 2]
                 for a_ in range(d):
-                    g = C[lc, a_, vi] if lc >= 0 else (1.0 if a_ == vi else 0.0)
+                    g = _lc_entry(C, lc, a_, vi)
                     for c in range(m):
                         cm, cr = _bprod(g, 0.0, Hm[vj, c], Hr[vj, c])
                         _badd_into(Jm, Jr, a_ * m + c, v, cm, cr)

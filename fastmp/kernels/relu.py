@@ -169,6 +169,21 @@ def lu_solve(E, g, LU, x):
 
 
 @jit
+def _symmetrize_and_damp(G, r):
+    """Complete the upper triangle of ``G[:r, :r]`` to the symmetric matrix and add
+    ``1e-12 max_a G_aa`` (+ a tiny floor) to the diagonal: the Levenberg-Marquardt
+    normal equations of a (near-)singular pattern step."""
+    lam = 0.0
+    for a in range(r):
+        lam = max(lam, G[a, a])
+        for c in range(a):
+            G[a, c] = G[c, a]
+    lam = 1e-12 * lam + 1e-300
+    for a in range(r):
+        G[a, a] += lam
+
+
+@jit
 def _newton_step(E, f, w, delta, res_tol, LU, g, G, Eg):
     """Step ``delta`` towards the solution of ``E (w + delta) = f`` nearest to ``w``;
     returns the inf-norm residual of ``E (w + delta) - f`` and whether the step was the
@@ -207,14 +222,7 @@ def _newton_step(E, f, w, delta, res_tol, LU, g, G, Eg):
                 Eg[a] += ea * gr
                 for c in range(a, r):
                     G[a, c] += ea * E[row, c]
-    lam = 0.0
-    for a in range(r):
-        lam = max(lam, G[a, a])
-        for c in range(a):
-            G[a, c] = G[c, a]
-    lam = 1e-12 * lam + 1e-300
-    for a in range(r):
-        G[a, a] += lam
+    _symmetrize_and_damp(G, r)
     # G is symmetric positive definite (lam > 0): elimination needs no pivot threshold
     Gv = G[:r, :r]
     ok = solve_into(Gv, Eg, 0.0, 0.0, LU, delta)
@@ -406,6 +414,25 @@ def _sample_subset_entry(xa, cols, rj, j, S, m, sstate, SA, SB, XI, CM, A, perm,
 
 
 @jit
+def _pattern_residual_max(P, V, rhs, Z):
+    """Max-norm of the residual of pattern ``P``'s equations (D.1) at the
+    pre-activations ``Z`` (a NaN anywhere gives NaN)."""
+    m, k = P.shape
+    d = V.shape[0]
+    res = 0.0
+    for i in range(m):
+        for a in range(d):
+            acc = -rhs[i, a]
+            for j in range(k):
+                if P[i, j]:
+                    acc += V[a, j] * Z[i, j]
+            v = abs(acc)
+            if not v <= res:
+                res = v
+    return res
+
+
+@jit
 def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tabs, scr):
     """The step of a square pattern system by elimination instead of the ``dm x r`` LU.
 
@@ -526,16 +553,7 @@ def _reduced_step(xa, b, var_row, V, rhs, P, w, delta, res_tol, cols, r_row, tab
             wn[cols[j, a]] = acc
     # residual of the full equations (D.1) of P at the new point
     pattern_z(xa, b, var_row, wn, Zn)
-    res = 0.0
-    for i in range(m):
-        for a in range(d):
-            acc = -rhs[i, a]
-            for j in range(k):
-                if P[i, j]:
-                    acc += V[a, j] * Zn[i, j]
-            v = abs(acc)
-            if not v <= res:
-                res = v
+    res = _pattern_residual_max(P, V, rhs, Zn)
     for c in range(r):
         delta[c] = wn[c] - w[c]
     return res, REDUCED_OK if res <= res_tol else REDUCED_FAIL
@@ -584,29 +602,13 @@ def _lm_step_pattern(xa, b, var_row, V, rhs, P, w, delta, res_tol, VtV, Z, gs, h
             for i in range(m):
                 acc += xm[c, i] * xm[c2, i]
             G[c, c2] = VtV[j, var_row[c2]] * acc
-    lam = 0.0
-    for a in range(r):
-        lam = max(lam, G[a, a])
-        for c in range(a):
-            G[a, c] = G[c, a]
-    lam = 1e-12 * lam + 1e-300
-    for a in range(r):
-        G[a, a] += lam
+    _symmetrize_and_damp(G, r)
     if not solve_into(G[:r, :r], Eg, 0.0, 0.0, LU, delta):
         return np.inf, False
     for c in range(r):
         wn[c] = w[c] + delta[c]
     pattern_z(xa, b, var_row, wn, Zn)
-    res = 0.0
-    for i in range(m):
-        for a in range(d):
-            acc = -rhs[i, a]
-            for j in range(k):
-                if P[i, j]:
-                    acc += V[a, j] * Zn[i, j]
-            v = abs(acc)
-            if not v <= res:
-                res = v
+    res = _pattern_residual_max(P, V, rhs, Zn)
     if res > res_tol and res < 1e6 * res_tol:
         return res, False
     return res, True
