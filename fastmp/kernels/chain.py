@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from .dense import cholesky_solve_damped, solve_into
+from .dense import cholesky_solve_damped, solve_into, solve_overwrite
 from .rng import fill_normal, trial_state
 
 
@@ -548,7 +548,6 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     E0 = np.zeros_like(N)
     corrJ = np.zeros((d, m))
     corr[:, :] = 0.0  # stays zero on the eliminated form (consistent nodes)
-    Wlu = np.empty((r, r))
     dw = np.zeros(r)
     rhs = np.empty(d * m)
     w = w0.copy()
@@ -621,15 +620,19 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         for i in range(d):
             for c in range(m):
                 rhs[i * m + c] = -(Y[i, c] + corr[i, c])
-        ok = True
         if d * m == r:
-            ok = solve_into(J, rhs, 0.0, 0.0, Wlu, dw)  # False: singular, this start is lost
+            # J is rebuilt next iteration: factor it in place (no copy); False: singular
+            # or not finite, this start is lost
+            for v in range(r):
+                dw[v] = rhs[v]
+            ok = solve_overwrite(J, dw)
         else:
             try:
                 dw[:] = np.linalg.lstsq(J, rhs)[0]
+                ok = np.all(np.isfinite(dw))
             except Exception:  # singular Jacobian: this start is lost
                 ok = False
-        if not ok or not np.all(np.isfinite(dw)):
+        if not ok:
             res = np.inf
             break
         if lifted:

@@ -23,18 +23,25 @@ def solve_into(A, b, lam, pivot_tol, W, x):
     for i in range(n):
         for j in range(n):
             W[i, j] = A[i, j]
+            a = abs(A[i, j])
+            if a > scale:
+                scale = a
         if lam != 0.0:
             W[i, i] += lam * max(A[i, i], 1e-12)
         x[i] = b[i]
-    if pivot_tol != 0.0:
-        # only a relative pivot test needs the scale (an all-zero A fails either way)
-        for i in range(n):
-            for j in range(n):
-                a = abs(A[i, j])
-                if a > scale:
-                    scale = a
-        if scale == 0.0:
-            return False
+    if scale == 0.0:
+        return False
+    # W may be larger scratch (the reduced ReLU systems pass one buffer for all sizes)
+    return solve_overwrite(W[:n, :n], x, pivot_tol * scale)
+
+
+@jit
+def solve_overwrite(W, x, pivot_min=0.0):
+    """``x <- W^-1 x`` by Gaussian elimination with partial pivoting, ``W`` overwritten
+    by its factors: for a caller that owns its matrix (Newton's Jacobian is rebuilt every
+    iteration) and so saves :func:`solve_into`'s copy; ``n`` = the rows of ``W``. False
+    when a pivot is not above ``pivot_min`` or the solution is not finite."""
+    n = W.shape[0]
     for k in range(n):
         p = k
         big = abs(W[k, k])
@@ -43,7 +50,7 @@ def solve_into(A, b, lam, pivot_tol, W, x):
             if a > big:
                 big = a
                 p = i
-        if not big > pivot_tol * scale:
+        if not big > pivot_min:
             return False
         if p != k:
             for j in range(n):
