@@ -311,3 +311,34 @@ def test_compiled_ball_jacobian_equals_numpy_and_encloses(case, side):
         wp = w + rho * rng.choice([-1.0, 1.0], len(var))
         J = prog.jacobian(prog.pad_params(params), prog.pad_consts(consts), var, wp)
         assert np.all(np.abs(J - Jm) <= Jr * (1 + 1e-9) + 1e-12 * np.abs(J))
+
+
+@pytest.mark.parametrize("side", SIDE)
+@pytest.mark.parametrize("case", range(2))
+def test_compiled_output_ball_equals_numpy_and_encloses(case, side):
+    """The residual enclosure of the compiled Krawczyk test: certify.chain_ball's output
+    ball (same rules, summation order aside), and it contains Y at points of the box."""
+    from fastmp.estimators.certify import _with_vars
+    from fastmp.kernels.chain_ball import output_ball
+    model, masks, m = _cases()[case]
+    alloc, prog, var, params, consts, ystar = _setup(model, masks, m, side=side)
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(len(var))
+    rho = np.abs(rng.standard_normal(len(var))) * 1e-3
+    Pm, Pr = _with_vars(prog, params, var, w, rho)
+    (Ym0, Yr0), _ = chain_ball(prog, Pm, Pr, consts, False, var)
+    Ym, Yr = output_ball(prog.pad_params(Pm), prog.pad_params(Pr), prog.pshape,
+                         prog.pad_consts(consts), prog.cshape, prog.src_kind, prog.src_idx,
+                         prog.steps_arr, prog.terms_arr, prog.ns, prog.d, prog.m)
+    np.testing.assert_allclose(Ym, Ym0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(Yr, Yr0, rtol=1e-9, atol=0)
+    for signs in (rng.uniform(-1, 1, (20, len(var))), rng.choice([-1.0, 1.0], (20, len(var)))):
+        for s in signs:
+            Y, *_ = _output(model, prog, params, consts, var, w + rho * s)
+            assert np.all(np.abs(Y - Ym) <= Yr * (1 + 1e-9) + 1e-13 * np.abs(Y))
+    # at a point (zero radii) the radius is rounding only, far below the box's
+    Pm, Pr = _with_vars(prog, params, var, w, 0 * rho)
+    _, Yr_pt = output_ball(prog.pad_params(Pm), prog.pad_params(Pr), prog.pshape,
+                           prog.pad_consts(consts), prog.cshape, prog.src_kind, prog.src_idx,
+                           prog.steps_arr, prog.terms_arr, prog.ns, prog.d, prog.m)
+    assert np.all(Yr_pt > 0) and np.all(Yr_pt < 1e-12 * (1 + np.abs(Ym)).max())

@@ -202,3 +202,33 @@ def test_same_seed_same_result_with_the_cost_aware_portfolio():
     np.testing.assert_array_equal(np.asarray(r1.status), np.asarray(r2.status))
     assert r1.budget["portfolio"] == r2.budget["portfolio"]
     assert r1.budget["certified_double"] + r1.budget["certified_arb"] == r1.matches
+
+
+def test_compiled_krawczyk_agrees_with_the_arb_residual_test():
+    """The all-compiled Krawczyk test (double ball residual) certifies the roots the
+    arb-residual test certifies on well-conditioned roots, and rejects perturbed points
+    and points far from any root."""
+    from fastmp.estimators.certify import krawczyk_compiled
+    prog, params, consts, ystar, var, w = _root_case()
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    P0 = P.copy()
+    ok, rho = krawczyk_compiled(prog, P, C, ystar, var, w)
+    ok_arb, rho_arb = krawczyk(prog, params, consts, ystar, var, w)
+    assert ok and ok_arb and 0 < rho < 1e-6
+    np.testing.assert_array_equal(P, P0)         # the caller's parameters are untouched
+    # a certified box must contain the root: a perturbed point is either rejected or
+    # certified with a radius that reaches back to w
+    rejected = 0
+    for k in range(len(var)):
+        for size in (1e-6, 1e-3):
+            bad = w.copy()
+            bad[k] += size * (1 + abs(w[k]))
+            ok, rho = krawczyk_compiled(prog, P, C, ystar, var, bad)
+            assert not ok or np.abs(bad - w).max() <= rho
+            rejected += not ok
+    assert rejected > 0
+    far = w + 0.5 * (1 + np.abs(w))
+    ok, rho = krawczyk_compiled(prog, P, C, ystar, var, far)
+    assert not ok or np.abs(far - w).max() <= rho
+    assert not krawczyk_compiled(prog, P, C, ystar, var, np.full_like(w, np.nan))[0]
+    assert certify_root(prog, params, consts, ystar, var, w, (P, C)) == (True, "double")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import AMBIGUOUS, MATCH, NO_MATCH
-from .certify import krawczyk, krawczyk_arb
+from .certify import krawczyk, krawczyk_arb, krawczyk_compiled
 from .constructive import theorem35_columns, theorem35_rows
 
 #: a converged Newton point is sent to certification when its relative residual is
@@ -65,18 +65,30 @@ def _square_part(prog, params, consts, var, w):
     return Pm, var[keep], w[keep]
 
 
-def certify_root(prog, params, consts, ystar, var, w):
+def certify_root(prog, params, consts, ystar, var, w, padded=None):
     """``(certified, how)`` with ``how`` in {"double", "arb-<bits>", ""}.
 
     Square systems only are certified directly; with more unknowns than equations the
     surplus ones are frozen first (:func:`_square_part`); with fewer, no root can be
     certified (generically there is none, Lemma B.4) and the answer is ``False``.
+    Krawczyk's test runs first all compiled (:func:`krawczyk_compiled`, double ball
+    residual; ``padded = (P, C)`` are the program's padded parameters and constants when
+    the caller has them), then with the residual in 128-bit arb (:func:`krawczyk`),
+    then in arb arithmetic at rising precision (:func:`krawczyk_arb`).
     """
     M = prog.d * prog.m
     if len(var) < M:
         return False, ""
     if len(var) > M:
         params, var, w = _square_part(prog, params, consts, var, w)
+        padded = None
+    if hasattr(prog, "pad_params"):
+        if padded is None:
+            padded = (prog.pad_params([np.asarray(p, dtype=np.float64) for p in params]),
+                      prog.pad_consts([np.asarray(c, dtype=np.float64) for c in consts]))
+        ok, _ = krawczyk_compiled(prog, *padded, ystar, var, w)
+        if ok:
+            return True, "double"
     ok, _ = krawczyk(prog, params, consts, ystar, var, w)
     if ok:
         return True, "double"
@@ -253,7 +265,7 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         wmax = float(np.max(np.abs(w))) if np.all(np.isfinite(w)) else np.inf
         floor = 1e-13 * np.exp(min(700.0, (len(prog.steps) + 1) * np.log1p(wmax)))
         if res < CANDIDATE_RES or (step < STEP_TOL and res < floor):
-            ok, how = certify_root(prog, params, consts, ystar, var, w)
+            ok, how = certify_root(prog, params, consts, ystar, var, w, (P, C))
             if ok:
                 tr.first_match = tr.starts_used - 1
                 tr.how = how

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from .chain import _const_or_eye, _lc_entry
+from .chain import _const_or_eye, _lc_entry, node_shapes
 
 U = 2.0 ** -53
 TINY = 2.0 ** -1022 * 2 ** 10
@@ -170,3 +170,188 @@ def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns
                         cm, cr = _bprod(g, 0.0, Hm[vj, c], Hr[vj, c])
                         _badd_into(Jm, Jr, a_ * m + c, v, cm, cr)
     return Jm, Jr
+
+
+@jit
+def output_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, d, m):
+    """Ball enclosure ``(Ym, Yr)`` (``d x m``) of the output ``Y = sum_t LC_t L_t N_{i_t}
+    R_t`` over the parameter balls ``<Pm, Pr>``: the same rules as
+    :func:`jacobian_ball`, term by term as :func:`fastmp.estimators.certify.chain_ball`
+    evaluates it (``G = LC_t L_t``, then ``(G N_{i_t}) R_t``)."""
+    K = steps.shape[0]
+    rows = max(Pm.shape[1], ns[0, 0])
+    cols0 = ns[0, 1]
+    width = max(Pm.shape[1], Pm.shape[2], ns[0, 0], cols0, m)
+    Nm = np.zeros((K + 1, rows, width))
+    Nr = np.zeros((K + 1, rows, width))
+    for i in range(ns[0, 0]):
+        for j in range(cols0):
+            if src_kind == 0:
+                Nm[0, i, j] = Pm[src_idx, i, j]
+                Nr[0, i, j] = Pr[src_idx, i, j]
+            else:
+                Nm[0, i, j] = C[src_idx, i, j]
+    for k in range(1, K + 1):
+        a = steps[k - 1]
+        _bmm(Pm[a], Pr[a], pshape[a, 0], pshape[a, 1], Nm[k - 1], Nr[k - 1], cols0,
+             Nm[k], Nr[k])
+    Ym = np.zeros((d, m))
+    Yr = np.zeros((d, m))
+    Gm = np.zeros((d, width))
+    Gr = np.zeros((d, width))
+    GNm = np.zeros((d, width))
+    GNr = np.zeros((d, width))
+    Tm = np.zeros((d, width))
+    Tr = np.zeros((d, width))
+    Cr0 = np.zeros((max(rows, cols0), width))  # radius of an exact right constant
+    for t in range(terms.shape[0]):
+        l, it, rc, lc = terms[t, 0], terms[t, 1], terms[t, 2], terms[t, 3]
+        rows_it = ns[it, 0]
+        if l >= 0 and lc >= 0:
+            _bmm(C[lc], np.zeros((d, pshape[l, 0])), d, pshape[l, 0], Pm[l], Pr[l], rows_it,
+                 Gm, Gr)
+        elif l >= 0:
+            for i in range(d):
+                for j in range(rows_it):
+                    Gm[i, j] = Pm[l, i, j]
+                    Gr[i, j] = Pr[l, i, j]
+        else:
+            _const_or_eye(C, lc, d, rows_it, Gm)
+            Gr[:d, :rows_it] = 0.0
+        _bmm(Gm, Gr, d, rows_it, Nm[it], Nr[it], cols0, GNm, GNr)
+        if rc >= 0:
+            _bmm(GNm, GNr, d, cols0, C[rc], Cr0, m, Tm, Tr)
+            for i in range(d):
+                for c in range(m):
+                    _badd_into(Ym, Yr, i, c, Tm[i, c], Tr[i, c])
+        else:
+            for i in range(d):
+                for c in range(m):
+                    _badd_into(Ym, Yr, i, c, GNm[i, c], GNr[i, c])
+    return Ym, Yr
+
+
+@jit
+def _inverse(A, out):
+    """``out = A^-1`` by Gauss-Jordan elimination with partial pivoting; False if a pivot
+    is zero or the result is not finite (Krawczyk's preconditioner: any matrix keeps the
+    test rigorous, so no enclosure is needed here)."""
+    n = A.shape[0]
+    W = A.copy()
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = 1.0 if i == j else 0.0
+    for k in range(n):
+        p = k
+        big = abs(W[k, k])
+        for i in range(k + 1, n):
+            if abs(W[i, k]) > big:
+                big = abs(W[i, k])
+                p = i
+        if not big > 0.0:
+            return False
+        if p != k:
+            for j in range(n):
+                W[k, j], W[p, j] = W[p, j], W[k, j]
+                out[k, j], out[p, j] = out[p, j], out[k, j]
+        inv = 1.0 / W[k, k]
+        for j in range(n):
+            W[k, j] *= inv
+            out[k, j] *= inv
+        for i in range(n):
+            if i != k:
+                f = W[i, k]
+                if f != 0.0:
+                    for j in range(n):
+                        W[i, j] -= f * W[k, j]
+                        out[i, j] -= f * out[k, j]
+    for i in range(n):
+        for j in range(n):
+            if not np.isfinite(out[i, j]):
+                return False
+    return True
+
+
+@jit
+def krawczyk_double(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w,
+                    J0, inflation):
+    """Krawczyk's test in double-precision ball arithmetic, all compiled: ``R(w~)``
+    enclosed by :func:`output_ball`, ``J(X)`` by :func:`jacobian_ball`, preconditioner
+    ``Yinv = J0^-1`` (``J0 ~ J(w~)``, plain floating point). Sufficient condition
+    (componentwise, ``X = w~ + [-rho, rho]``): ``|Yinv R(w~)| + |I - Yinv J(X)| rho <
+    rho``, tried for ``rho = f |Yinv R(w~)| + |w~| 1e-15`` with ``f`` in ``inflation``.
+    ``P`` (padded parameters) is overwritten with ``w``. Returns ``(certified, rho_max)``.
+
+    The same test as :func:`fastmp.estimators.certify.krawczyk` except that the residual
+    is enclosed in double ball arithmetic rather than in 128-bit arb: looser, but enough
+    for the well-conditioned roots of the search; callers fall back to the arb residual
+    when this fails."""
+    d, m = Ystar.shape
+    r = var.shape[0]
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    Yinv = np.empty((r, r))
+    if not _inverse(J0, Yinv):
+        return False, np.inf
+    Pr = np.zeros_like(P)
+    for v in range(r):
+        P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
+    Ym, Yr = output_ball(P, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, d, m)
+    Rm = np.empty(r)
+    Rr = np.empty(r)
+    for i in range(d):
+        for c in range(m):
+            x = Ym[i, c] - Ystar[i, c]
+            Rm[i * m + c] = x
+            Rr[i * m + c] = (Yr[i, c] + U * abs(x)) * (1.0 + 4.0 * U)
+    # base = |Yinv R| enclosure (Yinv exact, radius zero)
+    g = _gamma(r + 1)
+    infl = 1.0 + 4.0 * (r + 2) * U
+    base = np.empty(r)
+    for i in range(r):
+        s = 0.0
+        rad = 0.0
+        mag = 0.0
+        for k in range(r):
+            s += Yinv[i, k] * Rm[k]
+            rad += abs(Yinv[i, k]) * Rr[k]
+            mag += abs(Yinv[i, k]) * abs(Rm[k])
+        base[i] = (abs(s) + (rad + g * mag + r * TINY) * infl) * (1.0 + 4.0 * U)
+        if not np.isfinite(base[i]):
+            return False, np.inf
+    rho = np.empty(r)
+    Mabs = np.empty((r, r))
+    for f in inflation:
+        for v in range(r):
+            rho[v] = f * base[v] + abs(w[v]) * 1e-15 + 1e-300
+            Pr[var[v, 0], var[v, 1], var[v, 2]] = rho[v]
+        Jm, Jr = jacobian_ball(P, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
+                               var, d, m)
+        # M = I - Yinv J(X) as a ball, then its magnitude bound
+        for i in range(r):
+            for j in range(r):
+                s = 0.0
+                rad = 0.0
+                mag = 0.0
+                for k in range(r):
+                    y = Yinv[i, k]
+                    s += y * Jm[k, j]
+                    rad += abs(y) * Jr[k, j]
+                    mag += abs(y) * abs(Jm[k, j])
+                yjr = (rad + g * mag + r * TINY) * infl
+                mm = (1.0 if i == j else 0.0) - s
+                mr = (yjr + U * abs(mm)) * (1.0 + 4.0 * U)
+                Mabs[i, j] = (abs(mm) + mr) * (1.0 + 4.0 * U)
+        ok = True
+        rmax = 0.0
+        for i in range(r):
+            s = 0.0
+            for j in range(r):
+                s += Mabs[i, j] * rho[j]
+            lhs = (base[i] + s * infl) * (1.0 + 4.0 * U)
+            if not lhs < rho[i]:  # also rejects NaN
+                ok = False
+                break
+            rmax = max(rmax, rho[i])
+        if ok:
+            return True, rmax
+    return False, np.inf
