@@ -193,6 +193,26 @@ def test_every_solver_runs_within_the_exploration_starts():
     assert sum(rec["starts"] for rec in port.values()) == res.budget["starts_total"] == 3 * EXPLORE_BY
 
 
+def test_fruitless_solvers_stop_being_forced_into_every_trial():
+    """The exploration rule is per trial only while the run has given a solver fewer
+    than EXPLORE_RUN_MIN starts (or once it has found a root): on a minimal allocation
+    nothing is ever found, so the dear full left lifting is tried in the first
+    EXPLORE_RUN_MIN trials and not in every one after."""
+    from fastmp.estimators.polynomial import EXPLORE_BY, EXPLORE_RUN_MIN
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    mask = np.zeros((8, 8), bool)
+    mask[0, :5] = True
+    mask[1, :5] = True
+    mask[2, :6] = True
+    alloc = fastmp.Allocation(net, {"W": mask})
+    trials = EXPLORE_RUN_MIN + 12
+    res = fastmp.match_probability(net, alloc, trials=trials, seed=0, starts=EXPLORE_BY,
+                                   method="newton")
+    assert res.mp == 0.0
+    dear = res.budget["portfolio"]["lifted-full (left)"]["starts"]
+    assert EXPLORE_RUN_MIN <= dear < trials
+
+
 def test_same_seed_same_result_with_the_cost_aware_portfolio():
     # the portfolio's shares come from deterministic cost units, not from timings
     net = fastmp.LRNN(n=6, T=3, b=1, d=2)
