@@ -172,16 +172,21 @@ def test_portfolio_shares_starts_by_roots_per_cost():
     assert cyc.count(("right", "lm")) > cyc.count(("right", "lifted-full"))
 
 
-def test_every_solver_runs_within_the_exploration_starts():
-    from fastmp.estimators.polynomial import EXPLORE_BY
+def _minimal_beyond_tb():
+    """Figure 2a's LRNN at n = 8 with rows beyond Tb = 4 (minimal, Theorem 3.4)."""
     net = fastmp.LRNN(n=8, T=4, b=1, d=4)
-    # a minimal allocation (rows beyond Tb = 4, Theorem 3.4): no trial matches, so every
-    # trial runs the whole budget and must have tried each solver
     mask = np.zeros((8, 8), bool)
     mask[0, :5] = True
     mask[1, :5] = True
     mask[2, :6] = True
-    alloc = fastmp.Allocation(net, {"W": mask})
+    return net, fastmp.Allocation(net, {"W": mask})
+
+
+def test_every_solver_runs_within_the_exploration_starts():
+    from fastmp.estimators.polynomial import EXPLORE_BY
+    # a minimal allocation (rows beyond Tb = 4, Theorem 3.4): no trial matches, so every
+    # trial runs the whole budget and must have tried each solver
+    net, alloc = _minimal_beyond_tb()
     assert fastmp.classify(net, alloc).kind == "minimal"
     res = fastmp.match_probability(net, alloc, trials=3, seed=0, starts=EXPLORE_BY,
                                    method="newton")
@@ -199,12 +204,7 @@ def test_fruitless_solvers_stop_being_forced_into_every_trial():
     nothing is ever found, so the dear full left lifting is tried in the first
     EXPLORE_RUN_MIN trials and not in every one after."""
     from fastmp.estimators.polynomial import EXPLORE_BY, EXPLORE_RUN_MIN
-    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
-    mask = np.zeros((8, 8), bool)
-    mask[0, :5] = True
-    mask[1, :5] = True
-    mask[2, :6] = True
-    alloc = fastmp.Allocation(net, {"W": mask})
+    net, alloc = _minimal_beyond_tb()
     trials = EXPLORE_RUN_MIN + 12
     res = fastmp.match_probability(net, alloc, trials=trials, seed=0, starts=EXPLORE_BY,
                                    method="newton")

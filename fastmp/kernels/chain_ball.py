@@ -72,18 +72,13 @@ def _bprod(gm, gr, hm, hr):
 
 
 @jit
-def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, var, d, m):
-    """Ball enclosure ``(Jm, Jr)`` (``d m x r``) of the Jacobian of ``Y = sum_t LC_t L_t
-    N_{i_t} R_t`` over the parameter balls ``<Pm, Pr>`` (padded, as the Newton kernels
-    take them); ``C`` holds exact constants."""
-    r = var.shape[0]
+def _nodes_ball(Pm, Pr, pshape, C, src_kind, src_idx, steps, ns, width):
+    """Balls ``(Nm, Nr)`` of the nodes ``N_0`` = source, ``N_k = A_k N_{k-1}``."""
     K = steps.shape[0]
     rows = max(Pm.shape[1], ns[0, 0])
     cols0 = ns[0, 1]
-    width = max(Pm.shape[1], Pm.shape[2], ns[0, 0], cols0, m)
     Nm = np.zeros((K + 1, rows, width))
     Nr = np.zeros((K + 1, rows, width))
-    # nodes N_0 = source, N_k = A_k N_{k-1}
     for i in range(ns[0, 0]):
         for j in range(cols0):
             if src_kind == 0:
@@ -95,6 +90,20 @@ def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns
         a = steps[k - 1]
         _bmm(Pm[a], Pr[a], pshape[a, 0], pshape[a, 1], Nm[k - 1], Nr[k - 1], cols0,
              Nm[k], Nr[k])
+    return Nm, Nr
+
+
+@jit
+def jacobian_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, var, d, m):
+    """Ball enclosure ``(Jm, Jr)`` (``d m x r``) of the Jacobian of ``Y = sum_t LC_t L_t
+    N_{i_t} R_t`` over the parameter balls ``<Pm, Pr>`` (padded, as the Newton kernels
+    take them); ``C`` holds exact constants."""
+    r = var.shape[0]
+    K = steps.shape[0]
+    rows = max(Pm.shape[1], ns[0, 0])
+    cols0 = ns[0, 1]
+    width = max(Pm.shape[1], Pm.shape[2], ns[0, 0], cols0, m)
+    Nm, Nr = _nodes_ball(Pm, Pr, pshape, C, src_kind, src_idx, steps, ns, width)
     Jm = np.zeros((d * m, r))
     Jr = np.zeros((d * m, r))
     Gm = np.zeros((K + 1, d, width))
@@ -178,23 +187,10 @@ def output_ball(Pm, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, 
     R_t`` over the parameter balls ``<Pm, Pr>``: the same rules as
     :func:`jacobian_ball`, term by term as :func:`fastmp.estimators.certify.chain_ball`
     evaluates it (``G = LC_t L_t``, then ``(G N_{i_t}) R_t``)."""
-    K = steps.shape[0]
     rows = max(Pm.shape[1], ns[0, 0])
     cols0 = ns[0, 1]
     width = max(Pm.shape[1], Pm.shape[2], ns[0, 0], cols0, m)
-    Nm = np.zeros((K + 1, rows, width))
-    Nr = np.zeros((K + 1, rows, width))
-    for i in range(ns[0, 0]):
-        for j in range(cols0):
-            if src_kind == 0:
-                Nm[0, i, j] = Pm[src_idx, i, j]
-                Nr[0, i, j] = Pr[src_idx, i, j]
-            else:
-                Nm[0, i, j] = C[src_idx, i, j]
-    for k in range(1, K + 1):
-        a = steps[k - 1]
-        _bmm(Pm[a], Pr[a], pshape[a, 0], pshape[a, 1], Nm[k - 1], Nr[k - 1], cols0,
-             Nm[k], Nr[k])
+    Nm, Nr = _nodes_ball(Pm, Pr, pshape, C, src_kind, src_idx, steps, ns, width)
     Ym = np.zeros((d, m))
     Yr = np.zeros((d, m))
     Gm = np.zeros((d, width))
