@@ -252,3 +252,5 @@ def test_compiled_krawczyk_agrees_with_the_arb_residual_test():
     assert not ok or np.abs(far - w).max() <= rho
     assert not krawczyk_compiled(prog, P, C, ystar, var, np.full_like(w, np.nan))[0]
     assert certify_root(prog, params, consts, ystar, var, w, (P, C)) == (True, "double")
+    with pytest.raises(ValueError, match="square"):
+        krawczyk_compiled(prog, P, C, ystar, var[:-1], w[:-1])

@@ -225,6 +225,10 @@ def krawczyk_compiled(prog, P, C, ystar, var, w, inflation=(4.0, 64.0, 1024.0)):
     from ..kernels.chain_ball import krawczyk_double
     w = np.ascontiguousarray(w, dtype=np.float64)
     var = np.asarray(var, dtype=np.int64).reshape(-1, 3)
+    if len(var) != prog.d * prog.m or w.shape != (len(var),):
+        raise ValueError(f"krawczyk_compiled: needs a square system and one value per "
+                         f"unknown; got {len(var)} unknowns, {prog.d * prog.m} equations, "
+                         f"w of shape {w.shape}")
     if not np.all(np.isfinite(w)):
         return False, np.inf
     J0 = prog.jacobian(P.copy(), C, var, w)
