@@ -254,3 +254,18 @@ def test_compiled_krawczyk_agrees_with_the_arb_residual_test():
     assert certify_root(prog, params, consts, ystar, var, w, (P, C)) == (True, "double")
     with pytest.raises(ValueError, match="square"):
         krawczyk_compiled(prog, P, C, ystar, var[:-1], w[:-1])
+
+
+def test_arb_ladder_stops_where_newton_does_not_converge():
+    """More precision is tried only where Newton converged at the last one: at a true
+    root it does; from a point far out (|w| ~ 1e7, as the search's runaway candidates)
+    it does not, and the point is rejected without the 424- and 848-bit tests."""
+    prog, params, consts, ystar, var, w = _root_case()
+    rep = {}
+    krawczyk_arb(prog, params, consts, ystar, var, w, prec=212, report=rep)
+    assert rep["converged"] is True
+    far = 1e7 * np.random.default_rng(0).standard_normal(len(var))
+    rep = {}
+    ok, _, _ = krawczyk_arb(prog, params, consts, ystar, var, far, prec=212, report=rep)
+    assert not ok and rep["converged"] is False
+    assert certify_root(prog, params, consts, ystar, var, far) == (False, "")

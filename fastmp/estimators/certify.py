@@ -328,9 +328,14 @@ def chain_arb(prog, P, consts, var, want_jacobian, generic=False):
     return Y, J
 
 
-def krawczyk_arb(prog, params, consts, ystar, var, w, prec=212, newton_steps=4):
+def krawczyk_arb(prog, params, consts, ystar, var, w, prec=212, newton_steps=4, report=None):
     """Krawczyk test in ``prec``-bit ball arithmetic (python-flint), after refining ``w``
-    by Newton at that precision. Returns ``(certified, rho, w_refined)``."""
+    by Newton at that precision. Returns ``(certified, rho, w_refined)``.
+
+    ``report`` (a dict, optional) receives ``"converged"``: whether the refinement's
+    last Newton step was below ``2^(-prec/4)`` relative to ``|w|`` -- Newton converging
+    at this precision, so a failed test may pass at a higher one; a singular or still
+    large step means no simple root is near (more precision does not help)."""
     from flint import arb, arb_mat, ctx
     old = ctx.prec
     ctx.prec = prec
@@ -355,6 +360,9 @@ def krawczyk_arb(prog, params, consts, ystar, var, w, prec=212, newton_steps=4):
                     R[a_ * prog.m + c, 0] = Y[a_, c] - Ys[a_, c]
             return R, J
 
+        if report is not None:
+            report["converged"] = False
+        last = np.inf
         for _ in range(newton_steps):
             R, J = residual_jac(wm)
             try:
@@ -362,6 +370,10 @@ def krawczyk_arb(prog, params, consts, ystar, var, w, prec=212, newton_steps=4):
             except (ZeroDivisionError, ValueError):
                 return False, np.inf, np.asarray(w)
             wm = [(wm[k] - step[k, 0]).mid() for k in range(r)]
+            last = max(abs(float(step[k, 0].mid())) for k in range(r)) / max(
+                1.0, max(abs(float(v.mid())) for v in wm))
+        if report is not None:
+            report["converged"] = bool(last < 2.0 ** (-prec / 4))
         R, J0 = residual_jac(wm)
         try:
             Yinv = J0.mid().inv().mid()
