@@ -349,6 +349,8 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
             # the equal-time prior, e.g. 40% of it on the left lifting that finds no
             # root at Figure 2a, n = 8 (k = 8, 300 trials: 6.0 -> 4.5 ms per trial,
             # MP 0.980 -> 0.990; k = 5 and 6 unchanged within noise)
+            if tr.first_match >= 0 or tr.starts_used >= budget:
+                continue  # nothing to do (and no cycle to compute) for this trial
             cycle = _cycle(solvers, stats, sizes)
             _search(progs, variables, tr, budget, cycle, max_iter, stats, sizes,
                     min(EXPLORE_BY, starts))
