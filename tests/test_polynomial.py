@@ -150,26 +150,30 @@ def test_budget_limited_flag_reads_the_starts_curve():
 
 
 def test_portfolio_shares_starts_by_roots_per_cost():
-    from fastmp.estimators.polynomial import _cycle, start_cost
+    from fastmp.estimators.polynomial import _cycle, start_cost, start_shares
     solvers = [("right", "lifted-full"), ("left", "lifted-full"), ("right", "lm")]
     sizes = {("right", "lifted-full"): 48, ("left", "lifted-full"): 144, ("right", "lm"): 16}
     # before any data: equal time shares, i.e. starts inversely proportional to the
-    # prior cost of a start; the cheapest solvers come first
-    first = _cycle(solvers, {}, sizes)
-    assert len(first) == 16 and first[0] == ("right", "lm")
-    assert first.count(("right", "lm")) > first.count(("right", "lifted-full")) >= first.count(("left", "lifted-full"))
+    # prior cost of a start
+    first = start_shares(solvers, {}, sizes)
+    assert abs(first.sum() - 1) < 1e-12
+    assert first[2] > first[0] > first[1] > 0
 
     def stats(starts, its, roots):
         return {sk: {"starts": n, "cost": n * start_cost(sk[1], sizes[sk], i), "roots": k}
                 for sk, n, i, k in zip(solvers, starts, its, roots)}
-    # the dear left lifting with no roots gets no start; the right lifting, 8x the roots
-    # per cost of LM, gets most of them
-    cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 100], [40, 0, 5]), sizes)
-    assert ("left", "lifted-full") not in cyc
-    assert cyc.count(("right", "lifted-full")) > cyc.count(("right", "lm")) > 0
-    # equal roots per cost: equal time, so starts in inverse proportion to their cost
-    cyc = _cycle(solvers, stats([100, 100, 100], [13, 13, 13], [9, 0, 1]), sizes)
-    assert cyc.count(("right", "lm")) > cyc.count(("right", "lifted-full"))
+    # the dear left lifting with no roots gets almost no start; the right lifting, 8x the
+    # roots per cost of LM, gets most of them
+    sh = start_shares(solvers, stats([100, 100, 100], [13, 13, 100], [40, 0, 5]), sizes)
+    assert sh[1] < 1e-3 and sh[0] > sh[2] > 0
+    # similar roots per cost: starts in inverse proportion to their cost
+    sh = start_shares(solvers, stats([100, 100, 100], [13, 13, 13], [9, 0, 1]), sizes)
+    assert sh[2] > sh[0]
+    # a trial's solvers are drawn with those probabilities from its own generator
+    cyc = _cycle(solvers, {}, sizes, np.random.default_rng(5), length=4000)
+    assert cyc[:64] == _cycle(solvers, {}, sizes, np.random.default_rng(5))
+    freq = np.array([cyc.count(sk) for sk in solvers]) / len(cyc)
+    np.testing.assert_allclose(freq, first, atol=0.03)
 
 
 def _minimal_beyond_tb():

@@ -6,17 +6,18 @@ chain program as extra unknowns), both in its eliminated form (an ``r x r`` solv
 step, :func:`fastmp.kernels.chain.newton`) and on the full system
 (:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
 which keeps it usable far from a root and lets it reach the huge unique roots of
-Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
+Theorem 3.5 allocations), Levenberg-Marquardt on the original system and on the lifted
+one (:mod:`fastmp.kernels.lifted_lm`), from random starts; a converged
 point counts only if Krawczyk's test certifies a real root next to it
 (:mod:`fastmp.estimators.certify`: double-precision ball arithmetic, then 212-bit arb
 arithmetic after refinement). A point that converged but could not be certified is a
 *near-miss* (status ``AMBIGUOUS``), never a match. A trial without a certified root is a
 miss *for the budget used*: the result reports the budget and MP as a function of it.
 
-Starts cycle through a portfolio of solvers (lifted Newton from each side, LM on the
-original system) in shares proportional to certified roots per unit of cost so far
-(:func:`_cycle`, deterministic cost units :func:`start_cost`), so the result is a function
-of the seed alone.
+Each start draws its solver from the portfolio (lifted Newton from each side, LM on the
+original and the lifted system) with probabilities following certified roots per unit of
+cost so far (:func:`start_shares`, deterministic cost units :func:`start_cost`, a
+per-trial generator), so the result is a function of the seed alone.
 
 Budget: ``starts`` random starts per trial at most. With ``adaptive=True`` the search
 runs in rounds (8, 16, 32, ... starts per unmatched trial) and stops when two successive
@@ -33,6 +34,8 @@ import numpy as np
 from .._config import AMBIGUOUS, MATCH, NO_MATCH
 from .certify import krawczyk, krawczyk_arb, krawczyk_compiled
 from .constructive import theorem35_columns, theorem35_rows
+from ..kernels.chain import LM_MAX_ITER
+from ..kernels.lifted_lm import lifted_levenberg_marquardt
 
 #: a converged Newton point is sent to certification when its relative residual is
 #: below CANDIDATE_RES, or when its last relative step was below STEP_TOL and its
@@ -116,6 +119,7 @@ class _Trial:
             self.sides[side] = (params, consts, ystar, prog.pad_params(params),
                                 prog.pad_consts(consts))
         self.rng = np.random.default_rng([seed, trial, 0x5EED])
+        self.pick = np.random.default_rng([seed, trial, 0xC401CE])
         self.starts_used = 0
         self.first_match = -1
         self.near_miss = False
@@ -147,13 +151,23 @@ def _solvers(sides, lifted, sizes=None):
     but its Jacobian is linear in the iterates, so it stays well conditioned at the huge
     unique roots of Theorem 3.5 allocations, where the eliminated form's powers of ``W``
     are not); then Levenberg-Marquardt on the original system (globalised: plain Newton
-    diverges from almost every start once T = n/2 >= 6).
+    diverges from almost every start once T = n/2 >= 6) and on the lifted system
+    (``"lifted-lm"``, :func:`fastmp.kernels.lifted_lm.lifted_levenberg_marquardt`, the
+    eliminated step damped).
 
     The eliminated form does not abandon a start after 12 steps without progress as the
     full one does, and costs 4 us instead of 18 per step (n = 8): at Figure 2a, n = 8
     (right lifting, 15 trials x 30 starts, certified roots per start and ms per start)
     k = 5: 0.47 in 0.17 ms (full: 0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28),
-    k = 8: 0.056 in 0.23 (0.009 in 0.26)."""
+    k = 8: 0.056 in 0.23 (0.009 in 0.26).
+
+    Lifted LM, same setting (30 trials x 20 starts, the same starts for each): at k = 8
+    a certified root from 22% of starts at 0.44 ms (original-system LM 19% at 0.48 ms,
+    eliminated lifted Newton 7% at 0.27 ms) and from most trials (1 of 30 without a root
+    in 20 starts; LM and Newton 7 each); at k = 5 and 6 far behind eliminated Newton
+    (0.2-0.4 against 1.8-2.6 roots per ms), where the shares keep it rare. In the
+    portfolio (300 trials, two seeds, with drawn shares) k = 8 went 4.5 -> 4.1 ms per
+    trial, MP 0.990-0.993 -> 0.990-0.997; k = 5 and 6 within noise."""
     if not lifted:
         return [(sides[0], "newton")]
     sizes = sizes or {}
@@ -162,7 +176,7 @@ def _solvers(sides, lifted, sizes=None):
         out.append((side, "lifted"))
         if sizes.get(side, 0) <= LIFTED_MAX:
             out.append((side, "lifted-full"))
-    return out + [(sides[0], "lm")]
+    return out + [(sides[0], "lm"), (sides[0], "lifted-lm")]
 
 
 #: eliminated lifted Newton abandons a start whose residual has not halved its best for
@@ -176,7 +190,7 @@ LIFTED_PATIENCE = 0
 #: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
 #: rule), the eliminated form runs ~35-55 of its 60, Levenberg-Marquardt ~100 (its stall
 #: test every 25), at n = 8 on Figure 2a
-PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100}
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100, "lifted-lm": 90}
 
 
 #: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY
@@ -198,21 +212,17 @@ def start_cost(kind, size, iterations):
     return float((iterations + 1) * size * size)
 
 
-def _cycle(solvers, stats, sizes, length=16):
-    """Cost-aware deterministic round of ``length`` starts over the portfolio.
+def start_shares(solvers, stats, sizes):
+    """Each solver's probability of taking the next start.
 
     Each solver's *time* share is proportional to its certified roots per cost unit so
     far, ``(roots + 1/2) / (cost + one prior start)`` (before any data: equal time
     shares); its share of *starts* is that divided by its mean cost per start. So a
     solver that is 10x dearer per start and no more successful gets ~1/10 of the
-    starts of the others, where the previous rule (``1 + roots``, at least one start
-    each per round) spent most of the time on the dear one (Figure 2a, n = 8: left
-    lifting, 144 unknowns, 2-4 ms per start, certified roots in 0.3% of starts). The
-    cheap solvers come first in a round (a trial stops at its first certified root),
-    every solver runs at least once in a trial's first ``EXPLORE_BY`` starts (until the
-    run has given it ``EXPLORE_RUN_MIN`` starts without a root), and a
-    solver whose share rounds to zero keeps its estimate and returns when the others'
-    rates fall below it."""
+    starts of the others, where the first rule (``1 + roots``, at least one start each
+    per round) spent most of the time on the dear one (Figure 2a, n = 8: left lifting,
+    144 unknowns, 2-4 ms per start, certified roots in 0.3% of starts). A solver with a
+    small share keeps its estimate and returns when the others' rates fall below it."""
     rate, per_start = [], []
     for side, kind in solvers:
         st = stats.get((side, kind))
@@ -226,19 +236,18 @@ def _cycle(solvers, stats, sizes, length=16):
         per_start.append(mean)
     rate = np.array(rate)
     share = (rate / rate.sum()) / np.array(per_start)
-    share = length * share / share.sum()
-    counts = np.floor(share).astype(int)
-    # largest remainders fill the round (deterministic: ties by portfolio order)
-    for i in np.argsort(-(share - counts), kind="stable")[:length - counts.sum()]:
-        counts[i] += 1
-    order = []
-    by_cost = np.argsort(np.array(per_start), kind="stable")
-    while counts.sum():
-        for i in by_cost:
-            if counts[i]:
-                order.append(solvers[i])
-                counts[i] -= 1
-    return order
+    return share / share.sum()
+
+
+def _cycle(solvers, stats, sizes, rng, length=64):
+    """The solvers of a trial's next ``length`` starts, drawn independently with the
+    probabilities :func:`start_shares` from the trial's own generator ``rng`` (so the
+    result is a function of the seed alone). Drawn rather than rounded to a fixed round
+    of 16: the rounding gave a solver with a share of 0.4 starts a whole slot (6%), early
+    in the round, where most trials stop -- at Figure 2a, n = 8, k = 5 the left lifting,
+    which never found a root, took 360 of 1600 starts that way."""
+    share = start_shares(solvers, stats, sizes)
+    return [solvers[i] for i in rng.choice(len(solvers), size=length, p=share)]
 
 
 #: the forced exploration of EXPLORE_BY is per trial only while the run has given a solver
@@ -275,7 +284,11 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         w0 = tr.rng.standard_normal(len(var)) * tr.scale
         N0 = prog.node_buffer(P)
         N0[:] = tr.rng.standard_normal(N0.shape)
-        if kind == "lm":
+        if kind == "lifted-lm":
+            w, res, its, step = lifted_levenberg_marquardt(
+                P.copy(), prog.pshape, C, prog.cshape, prog.src_kind, prog.src_idx,
+                prog.steps_arr, prog.terms_arr, var, ystar, w0, N0, LM_MAX_ITER, 1e-14)
+        elif kind == "lm":
             w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
         else:
             w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
@@ -351,7 +364,7 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
             # MP 0.980 -> 0.990; k = 5 and 6 unchanged within noise)
             if tr.first_match >= 0 or tr.starts_used >= budget:
                 continue  # nothing to do (and no cycle to compute) for this trial
-            cycle = _cycle(solvers, stats, sizes)
+            cycle = _cycle(solvers, stats, sizes, tr.pick)
             _search(progs, variables, tr, budget, cycle, max_iter, stats, sizes,
                     min(EXPLORE_BY, starts))
         after = sum(tr.first_match >= 0 for tr in state)
