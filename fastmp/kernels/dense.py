@@ -35,7 +35,7 @@ def solve_into(A, b, lam, pivot_tol, W, x):
     return solve_overwrite(W[:n, :n], x, pivot_tol * scale)
 
 
-@jit
+@jit(_nrt=False)
 def solve_overwrite(W, x, pivot_min=0.0):
     """``x <- W^-1 x`` by Gaussian elimination with partial pivoting, ``W`` overwritten
     by its factors: for a caller that owns its matrix (Newton's Jacobian is rebuilt every
