@@ -630,16 +630,26 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     d, m = Ystar.shape
     r = var.shape[0]
     K = steps.shape[0]
-    ns, N, E, J, corr, Y = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
-    S = _scratch(P, pshape, steps, terms, ns, d, m)
+    # the buffers of _workspace and the node-sized and small ones of this kernel in two
+    # allocations (views of them), not thirteen: a start is a few microseconds
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    nodes = np.zeros((5, K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0],
+                      ns[0, 1]))
+    N = nodes[0]
+    E = nodes[1]
+    dN = nodes[2]
+    eN = nodes[3]
+    E0 = nodes[4]
+    dm = d * m
+    small = np.zeros(dm * r + 3 * dm + r + dm)
+    J = small[:dm * r].reshape((dm, r))
+    corr = small[dm * r:dm * r + dm].reshape((d, m))  # stays zero on the eliminated form
+    Y = small[dm * r + dm:dm * r + 2 * dm].reshape((d, m))
+    corrJ = small[dm * r + 2 * dm:dm * r + 3 * dm].reshape((d, m))
+    dw = small[dm * r + 3 * dm:dm * r + 3 * dm + r]
+    rhs = small[dm * r + 3 * dm + r:]
+    Q, Z, V, col, G = _scratch(P, pshape, steps, terms, ns, d, m)
     homog = _homogeneous(steps, terms, src_kind, src_idx)
-    dN = np.zeros_like(N)
-    eN = np.zeros_like(N)
-    E0 = np.zeros_like(N)
-    corrJ = np.zeros((d, m))
-    corr[:, :] = 0.0  # stays zero on the eliminated form (consistent nodes)
-    dw = np.zeros(r)
-    rhs = np.empty(d * m)
     w = w0.copy()
     _set_vars(P, var, w)
     yscale = max(1.0, _maxabs2(Ystar, d, m))
@@ -679,9 +689,9 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                         E[k, i, j] = e
                         eN[k, i, j] = s2 + e
                         dmax = max(dmax, abs(e))
-            output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, S[4])
+            output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, G)
         else:
-            output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, S[4])
+            output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, G)
         for i in range(d):
             for c in range(m):
                 Y[i, c] -= Ystar[i, c]
@@ -705,8 +715,12 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             if patience > 0 and since_best > patience:
                 break
         # the Jacobian on zero defects (E0): the defect correction is corr, above
-        _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
-                       E0, var, d, m, J, corrJ, S)
+        if homog:
+            _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
+                                       ns, N, E0, var, d, m, J, corrJ, Q, Z, V, col)
+        else:
+            jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                             E0, var, d, m, J, corrJ)
         for i in range(d):
             for c in range(m):
                 rhs[i * m + c] = -(Y[i, c] + corr[i, c])
@@ -737,10 +751,15 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                         dN[0, var[v, 1], var[v, 2]] = dw[v]
             for k in range(1, K + 1):
                 a = steps[k - 1]
-                _mm(P[a], pshape[a, 0], pshape[a, 1], dN[k - 1], ns[k, 1], dN[k])
+                # A_k dN_{k-1} + E_k, indexed in place (views of P and dN for _mm cost an
+                # atomic incref and decref each in this function)
+                ac = pshape[a, 1]
                 for i in range(ns[k, 0]):
                     for j in range(ns[k, 1]):
-                        dN[k, i, j] += E[k, i, j]
+                        s = 0.0
+                        for q in range(ac):
+                            s += P[a, i, q] * dN[k - 1, q, j]
+                        dN[k, i, j] = s + E[k, i, j]
                 # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero
                 for v in range(r):
                     if var[v, 0] == a:
@@ -767,8 +786,19 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         if wmax > 1e8:
             res = np.inf
             break
-    return w, _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
-                            Ystar, Y, yscale), it, step
+    # _max_residual in the scratch G: max |Y - Y*| / yscale, inf if not finite
+    _residual_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y,
+                   G)
+    res = 0.0
+    for i in range(d):
+        for c in range(m):
+            x = abs(Y[i, c])
+            if x > res:
+                res = x
+            elif x != x:
+                res = np.inf
+    res /= yscale
+    return w, (res if np.isfinite(res) else np.inf), it, step
 
 
 #: plain Newton stops once the relative residual (and the lifted form's defects) no
