@@ -302,32 +302,13 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
                 jq = imax
     _left_factor(P, pshape, C, l, lc, ns[imax, 0] if imax > 0 else ns[0, 0], d, Q[0])
     for j in range(1, jq + 1):
-        # Q_j = Q_{j-1} A, row by row, four columns at a time in scalar accumulators
-        # (summed over k in order: the sums of accumulating the row in memory, without
-        # a store and reload per k)
         for i in range(d):
-            c = 0
-            while c + 4 <= ac:
-                s0 = 0.0
-                s1 = 0.0
-                s2 = 0.0
-                s3 = 0.0
-                for k in range(rows):
-                    q = Q[j - 1, i, k]
-                    s0 += q * P[a, k, c]
-                    s1 += q * P[a, k, c + 1]
-                    s2 += q * P[a, k, c + 2]
-                    s3 += q * P[a, k, c + 3]
-                Q[j, i, c] = s0
-                Q[j, i, c + 1] = s1
-                Q[j, i, c + 2] = s2
-                Q[j, i, c + 3] = s3
-                c += 4
-            for c2 in range(c, ac):
-                s0 = 0.0
-                for k in range(rows):
-                    s0 += Q[j - 1, i, k] * P[a, k, c2]
-                Q[j, i, c2] = s0
+            for c in range(ac):
+                Q[j, i, c] = 0.0
+            for k in range(rows):
+                q = Q[j - 1, i, k]
+                for c in range(ac):
+                    Q[j, i, c] += q * P[a, k, c]
     zr = max(rows, ns[0, 0])
     # consistent nodes (Levenberg-Marquardt, eliminated Newton): no defect correction
     defects = False
@@ -337,52 +318,28 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
                 if E[k, i, j] != 0.0:
                     defects = True
     if not defects:
-        # Z_j[i, :] = sum_{t: i_t > j} N_{i_t-1-j}[i, :] R_t, four columns at a time in
-        # scalar accumulators, summed over (t, k) in order (the sums of accumulating
-        # into Z per (term, power); that took 0.25-0.37 us at Figure 2a, n = 8)
+        # Z_j = sum_{t: i_t > j} N_{i_t-1-j} R_t, accumulated term by term in place (the
+        # term's indices read once per (j, t), not per entry)
         for j in range(imax):
             for i in range(zr):
-                c = 0
-                while c + 4 <= m:
-                    s0 = 0.0
-                    s1 = 0.0
-                    s2 = 0.0
-                    s3 = 0.0
-                    for t in range(nt):
-                        sn = terms[t, 1] - 1 - j
-                        rc = terms[t, 2]
-                        if sn < 0 or i >= ns[sn, 0]:
-                            continue
-                        if rc >= 0:
-                            for k in range(cols):
-                                x = N[sn, i, k]
-                                s0 += x * C[rc, k, c]
-                                s1 += x * C[rc, k, c + 1]
-                                s2 += x * C[rc, k, c + 2]
-                                s3 += x * C[rc, k, c + 3]
-                        else:
-                            s0 += N[sn, i, c]
-                            s1 += N[sn, i, c + 1]
-                            s2 += N[sn, i, c + 2]
-                            s3 += N[sn, i, c + 3]
-                    Z[j, i, c] = s0
-                    Z[j, i, c + 1] = s1
-                    Z[j, i, c + 2] = s2
-                    Z[j, i, c + 3] = s3
-                    c += 4
-                for c2 in range(c, m):
-                    s0 = 0.0
-                    for t in range(nt):
-                        sn = terms[t, 1] - 1 - j
-                        rc = terms[t, 2]
-                        if sn < 0 or i >= ns[sn, 0]:
-                            continue
-                        if rc >= 0:
-                            for k in range(cols):
-                                s0 += N[sn, i, k] * C[rc, k, c2]
-                        else:
-                            s0 += N[sn, i, c2]
-                    Z[j, i, c2] = s0
+                for c in range(m):
+                    Z[j, i, c] = 0.0
+            for t in range(nt):
+                sn = terms[t, 1] - 1 - j
+                if sn < 0:
+                    continue
+                rc = terms[t, 2]
+                nr = ns[sn, 0]
+                if rc >= 0:
+                    for i in range(nr):
+                        for k in range(cols):
+                            x = N[sn, i, k]
+                            for c in range(m):
+                                Z[j, i, c] += x * C[rc, k, c]
+                else:
+                    for i in range(nr):
+                        for c in range(m):
+                            Z[j, i, c] += N[sn, i, c]
     else:
         for j in range(imax):
             for i in range(zr):
@@ -652,6 +609,15 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     homog = _homogeneous(steps, terms, src_kind, src_idx)
     w = w0.copy()
     _set_vars(P, var, w)
+    # the lifted form's chain passes read the step parameters transposed (kept up to
+    # date entry by entry when w changes)
+    PT = np.zeros((P.shape[0], P.shape[2], P.shape[1]))
+    if lifted:
+        for k in range(K):
+            a = steps[k]
+            for i in range(pshape[a, 0]):
+                for q in range(pshape[a, 1]):
+                    PT[a, q, i] = P[a, i, q]
     yscale = max(1.0, _maxabs2(Ystar, d, m))
     forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
     if lifted:
@@ -675,19 +641,27 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             # correction of the reduced step, corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t,
             # is the output map applied to e (K products with A instead of one
             # accumulation per (power, term) in the Jacobian); Y and corr in one pass
+            # (A_k N_{k-1} and A_k e_{k-1} accumulated over q in the transposed A_k, PT:
+            # contiguous inner loops over rows, the same sums in the same order as dot
+            # products over q)
             for k in range(1, K + 1):
                 a = steps[k - 1]
-                for i in range(ns[k, 0]):
-                    for j in range(ns[k, 1]):
-                        s1 = 0.0
-                        s2 = 0.0
-                        for q in range(pshape[a, 1]):
-                            x = P[a, i, q]
-                            s1 += x * N[k - 1, q, j]
-                            s2 += x * eN[k - 1, q, j]
-                        e = s1 - N[k, i, j]
+                rk = ns[k, 0]
+                for j in range(ns[k, 1]):
+                    for i in range(rk):
+                        E[k, i, j] = 0.0
+                        eN[k, i, j] = 0.0
+                    for q in range(pshape[a, 1]):
+                        x1 = N[k - 1, q, j]
+                        x2 = eN[k - 1, q, j]
+                        for i in range(rk):
+                            y = PT[a, q, i]
+                            E[k, i, j] += y * x1
+                            eN[k, i, j] += y * x2
+                    for i in range(rk):
+                        e = E[k, i, j] - N[k, i, j]
                         E[k, i, j] = e
-                        eN[k, i, j] = s2 + e
+                        eN[k, i, j] += e
                         dmax = max(dmax, abs(e))
             output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, G)
         else:
@@ -753,13 +727,16 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                 a = steps[k - 1]
                 # A_k dN_{k-1} + E_k, indexed in place (views of P and dN for _mm cost an
                 # atomic incref and decref each in this function)
-                ac = pshape[a, 1]
-                for i in range(ns[k, 0]):
-                    for j in range(ns[k, 1]):
-                        s = 0.0
-                        for q in range(ac):
-                            s += P[a, i, q] * dN[k - 1, q, j]
-                        dN[k, i, j] = s + E[k, i, j]
+                rk = ns[k, 0]
+                for j in range(ns[k, 1]):
+                    for i in range(rk):
+                        dN[k, i, j] = 0.0
+                    for q in range(pshape[a, 1]):
+                        x1 = dN[k - 1, q, j]
+                        for i in range(rk):
+                            dN[k, i, j] += PT[a, q, i] * x1
+                    for i in range(rk):
+                        dN[k, i, j] += E[k, i, j]
                 # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero
                 for v in range(r):
                     if var[v, 0] == a:
@@ -776,6 +753,9 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             dmaxw = max(dmaxw, abs(dw[v]))
         step = dmaxw / (1.0 + wmax)
         _set_vars(P, var, w)
+        if lifted:
+            for v in range(r):
+                PT[var[v, 0], var[v, 2], var[v, 1]] = w[v]
         if lifted:
             for k in range(0, K + 1):
                 for i in range(ns[k, 0]):
