@@ -263,7 +263,7 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
 
 @jit(_nrt=False)
 def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
-                               N, E, var, d, m, J, corr, Q, Z, V, col):
+                               N, E, var, d, m, J, corr, Q, Z, V, col, zero_defects=False):
     """:func:`jacobian_and_defect_rhs` for a homogeneous chain (:func:`_homogeneous`),
     in the scratch of :func:`_jac_scratch`.
 
@@ -311,12 +311,14 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
                     Q[j, i, c] += q * P[a, k, c]
     zr = max(rows, ns[0, 0])
     # consistent nodes (Levenberg-Marquardt, eliminated Newton): no defect correction
+    # (zero_defects: the caller passes E = 0, no need to look)
     defects = False
-    for k in range(1, ns.shape[0]):
-        for i in range(ns[k, 0]):
-            for j in range(ns[k, 1]):
-                if E[k, i, j] != 0.0:
-                    defects = True
+    if not zero_defects:
+        for k in range(1, ns.shape[0]):
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    if E[k, i, j] != 0.0:
+                        defects = True
     if not defects:
         # Z_j = sum_{t: i_t > j} N_{i_t-1-j} R_t, accumulated term by term in place (the
         # term's indices read once per (j, t), not per entry)
@@ -691,7 +693,7 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         # the Jacobian on zero defects (E0): the defect correction is corr, above
         if homog:
             _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
-                                       ns, N, E0, var, d, m, J, corrJ, Q, Z, V, col)
+                                       ns, N, E0, var, d, m, J, corrJ, Q, Z, V, col, True)
         else:
             jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
                              E0, var, d, m, J, corrJ)
