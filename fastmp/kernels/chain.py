@@ -332,7 +332,27 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
                     continue
                 rc = terms[t, 2]
                 nr = ns[sn, 0]
-                if rc >= 0:
+                if rc >= 0 and cols == 1:
+                    # one column (b = 1): the outer product N_sn R_t, four columns of
+                    # R_t held in scalars across the rows
+                    c = 0
+                    while c + 4 <= m:
+                        x0 = C[rc, 0, c]
+                        x1 = C[rc, 0, c + 1]
+                        x2 = C[rc, 0, c + 2]
+                        x3 = C[rc, 0, c + 3]
+                        for i in range(nr):
+                            y = N[sn, i, 0]
+                            Z[j, i, c] += y * x0
+                            Z[j, i, c + 1] += y * x1
+                            Z[j, i, c + 2] += y * x2
+                            Z[j, i, c + 3] += y * x3
+                        c += 4
+                    for c2 in range(c, m):
+                        x0 = C[rc, 0, c2]
+                        for i in range(nr):
+                            Z[j, i, c2] += N[sn, i, 0] * x0
+                elif rc >= 0:
                     for i in range(nr):
                         for k in range(cols):
                             x = N[sn, i, k]
@@ -740,11 +760,18 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                     for i in range(rk):
                         dN[k, i, j] += E[k, i, j]
                 # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero
-                for v in range(r):
-                    if var[v, 0] == a:
-                        vi, vj = var[v, 1], var[v, 2]
-                        for j in range(ns[k, 1]):
-                            dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
+                # (one column, b = 1: without the loop over it)
+                cols = ns[k, 1]
+                if cols == 1:
+                    for v in range(r):
+                        if var[v, 0] == a:
+                            dN[k, var[v, 1], 0] += dw[v] * N[k - 1, var[v, 2], 0]
+                else:
+                    for v in range(r):
+                        if var[v, 0] == a:
+                            vi, vj = var[v, 1], var[v, 2]
+                            for j in range(cols):
+                                dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
         wmax = 0.0
         dmaxw = 0.0
         for v in range(r):
