@@ -282,7 +282,13 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
     row-wise (contiguous inner loops) and the columns of ``A``'s variables are written,
     not accumulated, so only the other columns are cleared: 2.5 -> 1.45 us at Figure 2a,
     n = 8 (the previous version allocated its scratch per call and went through
-    ``_mm``'s column-strided inner loop).
+    ``_mm``'s column-strided inner loop). Then 1.45 -> ~1.1 us (measured in place with
+    the cycle counter: powers 0.25, ``Z`` 0.25, columns 0.45): compiled without NRT (a
+    call to a refcounting function increfs and decrefs every array argument, atomically),
+    ``Z`` accumulated in place per (power, term) instead of through slices and a call
+    each, ``Q_imax`` only when a source variable reads it, and no scan of ``E`` when the
+    caller says it is zero. A 4 x 4 block of ``Q`` rows x ``Z`` columns in 16 scalar
+    accumulators measured 7% slower per Newton iteration than four per row.
     """
     r = var.shape[0]
     a = steps[0]
