@@ -74,7 +74,7 @@ def forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N):
         _mm(P[a], pshape[a, 0], pshape[a, 1], N[k - 1], c0, N[k])
 
 
-@jit
+@jit(_nrt=False)
 def _left_factor(P, pshape, C, l, lc, rows_it, d, G):
     """G[:d, :rows_it] = LC_t L_t (identity where a factor is absent)."""
     if l >= 0 and lc >= 0:
@@ -146,7 +146,7 @@ def output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, G):
                     Y[i, k] += s
 
 
-@jit
+@jit(_nrt=False)
 def output_pair_into(P, pshape, C, cshape, terms, ns, N, N2, d, m, Y, Y2, G):
     """:func:`output_into` for two sets of nodes at once (``Y`` from ``N``, ``Y2`` from
     ``N2``), reading the left factors once."""
@@ -181,7 +181,7 @@ def output_pair_into(P, pshape, C, cshape, terms, ns, N, N2, d, m, Y, Y2, G):
                     Y2[i, k] += s2
 
 
-@jit
+@jit(_nrt=False)
 def _add_l_column(C, N, it, rc, lc, vi, vj, cols, d, m, J, v):
     """Column ``v`` of the Jacobian, for a weight ``(vi, vj)`` of a term's ``L_t``:
     ``+= LC_t[:, vi] (x) (N_it R_t)[vj, :]``."""
@@ -235,20 +235,21 @@ def _jac_scratch(P, pshape, steps, terms, ns, d, m):
     return Q, Z, V, col
 
 
-@jit
-def _accumulate_times_r(X, rows, cols, C, rc, m, out):
-    """``out[:rows, :m] += X[:rows, :cols] R`` with ``R = C[rc]`` (identity for
-    ``rc < 0``), row by row so the inner loop runs along contiguous memory."""
+@jit(_nrt=False)
+def _accumulate_times_r_at(X, s, rows, cols, C, rc, m, out, j):
+    """``out[j, :rows, :m] += X[s, :rows, :cols] R`` with ``R = C[rc]`` (identity for
+    ``rc < 0``), row by row so the inner loop runs along contiguous memory; indexed in
+    place rather than through slices of ``X`` and ``out``."""
     if rc >= 0:
         for i in range(rows):
             for k in range(cols):
-                x = X[i, k]
+                x = X[s, i, k]
                 for c in range(m):
-                    out[i, c] += x * C[rc, k, c]
+                    out[j, i, c] += x * C[rc, k, c]
     else:
         for i in range(rows):
             for c in range(m):
-                out[i, c] += X[i, c]
+                out[j, i, c] += X[s, i, c]
 
 
 @jit
@@ -260,9 +261,9 @@ def _jacobian_homogeneous(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
                                N, E, var, d, m, J, corr, Q, Z, V, col)
 
 
-@jit
+@jit(_nrt=False)
 def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
-                               N, E, var, d, m, J, corr, Q, Z, V, col):
+                               N, E, var, d, m, J, corr, Q, Z, V, col, zero_defects=False):
     """:func:`jacobian_and_defect_rhs` for a homogeneous chain (:func:`_homogeneous`),
     in the scratch of :func:`_jac_scratch`.
 
@@ -281,7 +282,13 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
     row-wise (contiguous inner loops) and the columns of ``A``'s variables are written,
     not accumulated, so only the other columns are cleared: 2.5 -> 1.45 us at Figure 2a,
     n = 8 (the previous version allocated its scratch per call and went through
-    ``_mm``'s column-strided inner loop).
+    ``_mm``'s column-strided inner loop). Then 1.45 -> ~1.1 us (measured in place with
+    the cycle counter: powers 0.25, ``Z`` 0.25, columns 0.45): compiled without NRT (a
+    call to a refcounting function increfs and decrefs every array argument, atomically),
+    ``Z`` accumulated in place per (power, term) instead of through slices and a call
+    each, ``Q_imax`` only when a source variable reads it, and no scan of ``E`` when the
+    caller says it is zero. A 4 x 4 block of ``Q`` rows x ``Z`` columns in 16 scalar
+    accumulators measured 7% slower per Newton iteration than four per row.
     """
     r = var.shape[0]
     a = steps[0]
@@ -293,9 +300,14 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
     imax = 0
     for t in range(nt):
         imax = max(imax, terms[t, 1])
+    # Q_imax is read only by the columns of source variables
+    jq = imax - 1
+    if src_kind == 0:
+        for v in range(r):
+            if var[v, 0] == src_idx:
+                jq = imax
     _left_factor(P, pshape, C, l, lc, ns[imax, 0] if imax > 0 else ns[0, 0], d, Q[0])
-    for j in range(1, imax + 1):
-        # Q_j = Q_{j-1} A, row by row
+    for j in range(1, jq + 1):
         for i in range(d):
             for c in range(ac):
                 Q[j, i, c] = 0.0
@@ -305,25 +317,72 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
                     Q[j, i, c] += q * P[a, k, c]
     zr = max(rows, ns[0, 0])
     # consistent nodes (Levenberg-Marquardt, eliminated Newton): no defect correction
+    # (zero_defects: the caller passes E = 0, no need to look)
     defects = False
-    for k in range(1, ns.shape[0]):
-        for i in range(ns[k, 0]):
-            for j in range(ns[k, 1]):
-                if E[k, i, j] != 0.0:
-                    defects = True
-    for j in range(imax):
-        for i in range(zr):
-            for c in range(m):
-                Z[j, i, c] = 0.0
+    if not zero_defects:
+        for k in range(1, ns.shape[0]):
+            for i in range(ns[k, 0]):
+                for j in range(ns[k, 1]):
+                    if E[k, i, j] != 0.0:
+                        defects = True
+    if not defects:
+        # Z_j = sum_{t: i_t > j} N_{i_t-1-j} R_t, accumulated term by term in place (the
+        # term's indices read once per (j, t), not per entry)
+        for j in range(imax):
+            for i in range(zr):
+                for c in range(m):
+                    Z[j, i, c] = 0.0
+            for t in range(nt):
+                sn = terms[t, 1] - 1 - j
+                if sn < 0:
+                    continue
+                rc = terms[t, 2]
+                nr = ns[sn, 0]
+                if rc >= 0 and cols == 1:
+                    # one column (b = 1): the outer product N_sn R_t, four columns of
+                    # R_t held in scalars across the rows
+                    c = 0
+                    while c + 4 <= m:
+                        x0 = C[rc, 0, c]
+                        x1 = C[rc, 0, c + 1]
+                        x2 = C[rc, 0, c + 2]
+                        x3 = C[rc, 0, c + 3]
+                        for i in range(nr):
+                            y = N[sn, i, 0]
+                            Z[j, i, c] += y * x0
+                            Z[j, i, c + 1] += y * x1
+                            Z[j, i, c + 2] += y * x2
+                            Z[j, i, c + 3] += y * x3
+                        c += 4
+                    for c2 in range(c, m):
+                        x0 = C[rc, 0, c2]
+                        for i in range(nr):
+                            Z[j, i, c2] += N[sn, i, 0] * x0
+                elif rc >= 0:
+                    for i in range(nr):
+                        for k in range(cols):
+                            x = N[sn, i, k]
+                            for c in range(m):
+                                Z[j, i, c] += x * C[rc, k, c]
+                else:
+                    for i in range(nr):
+                        for c in range(m):
+                            Z[j, i, c] += N[sn, i, c]
+    else:
+        for j in range(imax):
+            for i in range(zr):
+                for c in range(m):
+                    Z[j, i, c] = 0.0
+                    if defects:
+                        V[j, i, c] = 0.0
+        for t in range(nt):
+            it, rc = terms[t, 1], terms[t, 2]
+            for j in range(it):
+                # N_{it-1-j} R_t into Z_j, E_{it-j} R_t into V_j (indexed in place: through
+                # slices and a call per (term, power) this took 0.37 us at Figure 2a, n = 8)
+                _accumulate_times_r_at(N, it - 1 - j, ns[it - 1 - j, 0], cols, C, rc, m, Z, j)
                 if defects:
-                    V[j, i, c] = 0.0
-    for t in range(nt):
-        it, rc = terms[t, 1], terms[t, 2]
-        for j in range(it):
-            # N_{it-1-j} R_t into Z_j, E_{it-j} R_t into V_j
-            _accumulate_times_r(N[it - 1 - j], ns[it - 1 - j, 0], cols, C, rc, m, Z[j])
-            if defects:
-                _accumulate_times_r(E[it - j], ns[it - j, 0], cols, C, rc, m, V[j])
+                    _accumulate_times_r_at(E, it - j, ns[it - j, 0], cols, C, rc, m, V, j)
     for i in range(d):
         for c in range(m):
             corr[i, c] = 0.0
@@ -337,18 +396,34 @@ def _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, t
     for v in range(r):
         pid, vi, vj = var[v, 0], var[v, 1], var[v, 2]
         if pid == a:
-            # accumulated in a contiguous row, then written to J's strided column (0.5
-            # us instead of 0.8 for the dot products over j; a j-innermost layout of Q
-            # and Z measured no faster: the loops are 4 long)
-            for e in range(d * m):
-                col[e] = 0.0
-            for j in range(imax):
+            # four columns of Z at a time in scalar accumulators, summed over j in
+            # order (the same sums as accumulating a contiguous row over j, which took
+            # 0.5 us at Figure 2a, n = 8; dot products over j one entry at a time 0.8)
+            c = 0
+            while c + 4 <= m:
                 for a_ in range(d):
-                    q = Q[j, a_, vi]
-                    for c in range(m):
-                        col[a_ * m + c] += q * Z[j, vj, c]
-            for e in range(d * m):
-                J[e, v] = col[e]
+                    s0 = 0.0
+                    s1 = 0.0
+                    s2 = 0.0
+                    s3 = 0.0
+                    for j in range(imax):
+                        q = Q[j, a_, vi]
+                        s0 += q * Z[j, vj, c]
+                        s1 += q * Z[j, vj, c + 1]
+                        s2 += q * Z[j, vj, c + 2]
+                        s3 += q * Z[j, vj, c + 3]
+                    e = a_ * m + c
+                    J[e, v] = s0
+                    J[e + 1, v] = s1
+                    J[e + 2, v] = s2
+                    J[e + 3, v] = s3
+                c += 4
+            for c2 in range(c, m):
+                for a_ in range(d):
+                    s0 = 0.0
+                    for j in range(imax):
+                        s0 += Q[j, a_, vi] * Z[j, vj, c2]
+                    J[a_ * m + c2, v] = s0
             continue
         for e in range(d * m):
             J[e, v] = 0.0
@@ -487,7 +562,7 @@ def _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms,
                          var, d, m, J, corr)
 
 
-@jit
+@jit(_nrt=False)
 def _maxabs2(X, rows, cols):
     """``max |X[:rows, :cols]|``, NaN if any entry is NaN."""
     s = 0.0
@@ -506,7 +581,7 @@ def solve_damped(A, b, lam, W, x):
     return solve_into(A, b, lam, 0.0, W, x)
 
 
-@jit
+@jit(_nrt=False)
 def _set_vars(P, var, w):
     for v in range(var.shape[0]):
         P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
@@ -540,18 +615,37 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     d, m = Ystar.shape
     r = var.shape[0]
     K = steps.shape[0]
-    ns, N, E, J, corr, Y = _workspace(P, pshape, cshape, src_kind, src_idx, steps, d, m, r)
-    S = _scratch(P, pshape, steps, terms, ns, d, m)
+    # the buffers of _workspace and the node-sized and small ones of this kernel in two
+    # allocations (views of them), not thirteen: a start is a few microseconds
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    nodes = np.zeros((5, K + 1, P.shape[1] if P.shape[1] > ns[0, 0] else ns[0, 0],
+                      ns[0, 1]))
+    N = nodes[0]
+    E = nodes[1]
+    dN = nodes[2]
+    eN = nodes[3]
+    E0 = nodes[4]
+    dm = d * m
+    small = np.zeros(dm * r + 3 * dm + r + dm)
+    J = small[:dm * r].reshape((dm, r))
+    corr = small[dm * r:dm * r + dm].reshape((d, m))  # stays zero on the eliminated form
+    Y = small[dm * r + dm:dm * r + 2 * dm].reshape((d, m))
+    corrJ = small[dm * r + 2 * dm:dm * r + 3 * dm].reshape((d, m))
+    dw = small[dm * r + 3 * dm:dm * r + 3 * dm + r]
+    rhs = small[dm * r + 3 * dm + r:]
+    Q, Z, V, col, G = _scratch(P, pshape, steps, terms, ns, d, m)
     homog = _homogeneous(steps, terms, src_kind, src_idx)
-    dN = np.zeros_like(N)
-    eN = np.zeros_like(N)
-    E0 = np.zeros_like(N)
-    corrJ = np.zeros((d, m))
-    corr[:, :] = 0.0  # stays zero on the eliminated form (consistent nodes)
-    dw = np.zeros(r)
-    rhs = np.empty(d * m)
     w = w0.copy()
     _set_vars(P, var, w)
+    # the lifted form's chain passes read the step parameters transposed (kept up to
+    # date entry by entry when w changes)
+    PT = np.zeros((P.shape[0], P.shape[2], P.shape[1]))
+    if lifted:
+        for k in range(K):
+            a = steps[k]
+            for i in range(pshape[a, 0]):
+                for q in range(pshape[a, 1]):
+                    PT[a, q, i] = P[a, i, q]
     yscale = max(1.0, _maxabs2(Ystar, d, m))
     forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
     if lifted:
@@ -575,23 +669,31 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             # correction of the reduced step, corr = sum_t L_t sum_s Phi(i_t, s) E_s R_t,
             # is the output map applied to e (K products with A instead of one
             # accumulation per (power, term) in the Jacobian); Y and corr in one pass
+            # (A_k N_{k-1} and A_k e_{k-1} accumulated over q in the transposed A_k, PT:
+            # contiguous inner loops over rows, the same sums in the same order as dot
+            # products over q)
             for k in range(1, K + 1):
                 a = steps[k - 1]
-                for i in range(ns[k, 0]):
-                    for j in range(ns[k, 1]):
-                        s1 = 0.0
-                        s2 = 0.0
-                        for q in range(pshape[a, 1]):
-                            x = P[a, i, q]
-                            s1 += x * N[k - 1, q, j]
-                            s2 += x * eN[k - 1, q, j]
-                        e = s1 - N[k, i, j]
+                rk = ns[k, 0]
+                for j in range(ns[k, 1]):
+                    for i in range(rk):
+                        E[k, i, j] = 0.0
+                        eN[k, i, j] = 0.0
+                    for q in range(pshape[a, 1]):
+                        x1 = N[k - 1, q, j]
+                        x2 = eN[k - 1, q, j]
+                        for i in range(rk):
+                            y = PT[a, q, i]
+                            E[k, i, j] += y * x1
+                            eN[k, i, j] += y * x2
+                    for i in range(rk):
+                        e = E[k, i, j] - N[k, i, j]
                         E[k, i, j] = e
-                        eN[k, i, j] = s2 + e
+                        eN[k, i, j] += e
                         dmax = max(dmax, abs(e))
-            output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, S[4])
+            output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, G)
         else:
-            output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, S[4])
+            output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, G)
         for i in range(d):
             for c in range(m):
                 Y[i, c] -= Ystar[i, c]
@@ -615,8 +717,12 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             if patience > 0 and since_best > patience:
                 break
         # the Jacobian on zero defects (E0): the defect correction is corr, above
-        _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
-                       E0, var, d, m, J, corrJ, S)
+        if homog:
+            _jacobian_homogeneous_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms,
+                                       ns, N, E0, var, d, m, J, corrJ, Q, Z, V, col, True)
+        else:
+            jacobian_generic(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
+                             E0, var, d, m, J, corrJ)
         for i in range(d):
             for c in range(m):
                 rhs[i * m + c] = -(Y[i, c] + corr[i, c])
@@ -647,16 +753,31 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
                         dN[0, var[v, 1], var[v, 2]] = dw[v]
             for k in range(1, K + 1):
                 a = steps[k - 1]
-                _mm(P[a], pshape[a, 0], pshape[a, 1], dN[k - 1], ns[k, 1], dN[k])
-                for i in range(ns[k, 0]):
-                    for j in range(ns[k, 1]):
+                # A_k dN_{k-1} + E_k, indexed in place (views of P and dN for _mm cost an
+                # atomic incref and decref each in this function)
+                rk = ns[k, 0]
+                for j in range(ns[k, 1]):
+                    for i in range(rk):
+                        dN[k, i, j] = 0.0
+                    for q in range(pshape[a, 1]):
+                        x1 = dN[k - 1, q, j]
+                        for i in range(rk):
+                            dN[k, i, j] += PT[a, q, i] * x1
+                    for i in range(rk):
                         dN[k, i, j] += E[k, i, j]
                 # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero
-                for v in range(r):
-                    if var[v, 0] == a:
-                        vi, vj = var[v, 1], var[v, 2]
-                        for j in range(ns[k, 1]):
-                            dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
+                # (one column, b = 1: without the loop over it)
+                cols = ns[k, 1]
+                if cols == 1:
+                    for v in range(r):
+                        if var[v, 0] == a:
+                            dN[k, var[v, 1], 0] += dw[v] * N[k - 1, var[v, 2], 0]
+                else:
+                    for v in range(r):
+                        if var[v, 0] == a:
+                            vi, vj = var[v, 1], var[v, 2]
+                            for j in range(cols):
+                                dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
         wmax = 0.0
         dmaxw = 0.0
         for v in range(r):
@@ -668,6 +789,9 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         step = dmaxw / (1.0 + wmax)
         _set_vars(P, var, w)
         if lifted:
+            for v in range(r):
+                PT[var[v, 0], var[v, 2], var[v, 1]] = w[v]
+        if lifted:
             for k in range(0, K + 1):
                 for i in range(ns[k, 0]):
                     for j in range(ns[k, 1]):
@@ -677,8 +801,19 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         if wmax > 1e8:
             res = np.inf
             break
-    return w, _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N,
-                            Ystar, Y, yscale), it, step
+    # _max_residual in the scratch G: max |Y - Y*| / yscale, inf if not finite
+    _residual_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y,
+                   G)
+    res = 0.0
+    for i in range(d):
+        for c in range(m):
+            x = abs(Y[i, c])
+            if x > res:
+                res = x
+            elif x != x:
+                res = np.inf
+    res /= yscale
+    return w, (res if np.isfinite(res) else np.inf), it, step
 
 
 #: plain Newton stops once the relative residual (and the lifted form's defects) no
