@@ -41,6 +41,7 @@ import fastmp  # noqa: E402
 from fastmp.estimators.linear import linear_systems  # noqa: E402
 from fastmp.generators import budget_allocation, random_in_rows, theorem31  # noqa: E402
 from fastmp.kernels import chain  # noqa: E402
+from fastmp.kernels.lifted_lm import lifted_levenberg_marquardt  # noqa: E402
 from fastmp.kernels.rng import draw_segments  # noqa: E402
 
 try:
@@ -224,6 +225,13 @@ def newton_section(repeat, n=8):
         "Newton, full lifted system": lambda it: prog.newton(P.copy(), Cc, ystar, var, w0, N0, True, it, 0.0, full=True),
         "Levenberg-Marquardt": lambda it: prog.levenberg_marquardt(P.copy(), Cc, ystar, var, w0, it, 0.0),
     }
+    # not a path of the estimator (kernels/lifted_lm.py: measured, not in the search
+    # portfolio): printed for reference, outside the targets
+    extra = {
+        "Levenberg-Marquardt, lifted": lambda it: lifted_levenberg_marquardt(
+            P.copy(), prog.pshape, Cc, prog.cshape, prog.src_kind, prog.src_idx,
+            prog.steps_arr, prog.terms_arr, var, ystar, w0, N0, it, 0.0),
+    }
     # floor: LU of an r x r matrix (the Jacobian's size) + one residual evaluation
     J = rng.standard_normal((512, r, r))
     t_lu, lu_name, lu_times = lu_floor(J, repeat)
@@ -256,9 +264,13 @@ def newton_section(repeat, n=8):
         t_it, done = per_iteration(run)
         ratio = t_it / (floor_lifted if name == "Newton, full lifted system" else floor)
         ok = ok and ratio <= TARGET_NEWTON
-        print(f"  {name:28s} {1e6 * t_it:7.2f} us/iteration ({done} iterations timed) | "
+        print(f"  {name:29s} {1e6 * t_it:7.2f} us/iteration ({done} iterations timed) | "
               f"ratio {ratio:5.2f}x  (target <= {TARGET_NEWTON:.0f}x: "
               f"{'PASS' if ratio <= TARGET_NEWTON else 'FAIL'})")
+    for name, run in extra.items():
+        t_it, done = per_iteration(run)
+        print(f"  {name:29s} {1e6 * t_it:7.2f} us/iteration ({done} iterations timed) | "
+              f"ratio {t_it / floor:5.2f}x  (not used by the estimator: reference only)")
     return ok
 
 

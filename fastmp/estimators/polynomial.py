@@ -6,8 +6,7 @@ chain program as extra unknowns), both in its eliminated form (an ``r x r`` solv
 step, :func:`fastmp.kernels.chain.newton`) and on the full system
 (:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
 which keeps it usable far from a root and lets it reach the huge unique roots of
-Theorem 3.5 allocations), Levenberg-Marquardt on the original system and on the lifted
-one (:mod:`fastmp.kernels.lifted_lm`), from random starts; a converged
+Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
 point counts only if Krawczyk's test certifies a real root next to it
 (:mod:`fastmp.estimators.certify`: double-precision ball arithmetic, then 212-bit arb
 arithmetic after refinement). A point that converged but could not be certified is a
@@ -15,7 +14,7 @@ arithmetic after refinement). A point that converged but could not be certified 
 miss *for the budget used*: the result reports the budget and MP as a function of it.
 
 Each start draws its solver from the portfolio (lifted Newton from each side, LM on the
-original and the lifted system) with probabilities following certified roots per unit of
+original system) with probabilities following certified roots per unit of
 cost so far (:func:`start_shares`, deterministic cost units :func:`start_cost`, a
 per-trial generator), so the result is a function of the seed alone.
 
@@ -34,8 +33,6 @@ import numpy as np
 from .._config import AMBIGUOUS, MATCH, NO_MATCH
 from .certify import krawczyk, krawczyk_arb, krawczyk_compiled
 from .constructive import theorem35_columns, theorem35_rows
-from ..kernels.chain import LM_MAX_ITER
-from ..kernels.lifted_lm import lifted_levenberg_marquardt
 
 #: a converged Newton point is sent to certification when its relative residual is
 #: below CANDIDATE_RES, or when its last relative step was below STEP_TOL and its
@@ -151,9 +148,7 @@ def _solvers(sides, lifted, sizes=None):
     but its Jacobian is linear in the iterates, so it stays well conditioned at the huge
     unique roots of Theorem 3.5 allocations, where the eliminated form's powers of ``W``
     are not); then Levenberg-Marquardt on the original system (globalised: plain Newton
-    diverges from almost every start once T = n/2 >= 6) and on the lifted system
-    (``"lifted-lm"``, :func:`fastmp.kernels.lifted_lm.lifted_levenberg_marquardt`, the
-    eliminated step damped).
+    diverges from almost every start once T = n/2 >= 6).
 
     The eliminated form does not abandon a start after 12 steps without progress as the
     full one does, and costs 4 us instead of 18 per step (n = 8): at Figure 2a, n = 8
@@ -161,13 +156,10 @@ def _solvers(sides, lifted, sizes=None):
     k = 5: 0.47 in 0.17 ms (full: 0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28),
     k = 8: 0.056 in 0.23 (0.009 in 0.26).
 
-    Lifted LM, same setting (30 trials x 20 starts, the same starts for each): at k = 8
-    a certified root from 22% of starts at 0.44 ms (original-system LM 19% at 0.48 ms,
-    eliminated lifted Newton 7% at 0.27 ms) and from most trials (1 of 30 without a root
-    in 20 starts; LM and Newton 7 each); at k = 5 and 6 far behind eliminated Newton
-    (0.2-0.4 against 1.8-2.6 roots per ms), where the shares keep it rare. In the
-    portfolio (300 trials, two seeds, with drawn shares) k = 8 went 4.5 -> 4.1 ms per
-    trial, MP 0.990-0.993 -> 0.990-0.997; k = 5 and 6 within noise."""
+    Levenberg-Marquardt on the lifted system
+    (:func:`fastmp.kernels.lifted_lm.lifted_levenberg_marquardt`) is not in the
+    portfolio: measured there (Figure 2a, n = 8, 300 trials, three seeds) it made k = 8
+    8% faster and k = 6 11% slower, MP the same within one trial."""
     if not lifted:
         return [(sides[0], "newton")]
     sizes = sizes or {}
@@ -176,7 +168,7 @@ def _solvers(sides, lifted, sizes=None):
         out.append((side, "lifted"))
         if sizes.get(side, 0) <= LIFTED_MAX:
             out.append((side, "lifted-full"))
-    return out + [(sides[0], "lm"), (sides[0], "lifted-lm")]
+    return out + [(sides[0], "lm")]
 
 
 #: eliminated lifted Newton abandons a start whose residual has not halved its best for
@@ -190,7 +182,7 @@ LIFTED_PATIENCE = 0
 #: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
 #: rule), the eliminated form runs ~35-55 of its 60, Levenberg-Marquardt ~100 (its stall
 #: test every 25), at n = 8 on Figure 2a
-PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100, "lifted-lm": 90}
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100}
 
 
 #: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY
@@ -284,11 +276,7 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         w0 = tr.rng.standard_normal(len(var)) * tr.scale
         N0 = prog.node_buffer(P)
         N0[:] = tr.rng.standard_normal(N0.shape)
-        if kind == "lifted-lm":
-            w, res, its, step = lifted_levenberg_marquardt(
-                P.copy(), prog.pshape, C, prog.cshape, prog.src_kind, prog.src_idx,
-                prog.steps_arr, prog.terms_arr, var, ystar, w0, N0, LM_MAX_ITER, 1e-14)
-        elif kind == "lm":
+        if kind == "lm":
             w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
         else:
             w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
