@@ -1136,6 +1136,7 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
     Wlu = np.empty((r, r))
     dw = np.empty(r)
     at_w = True  # Y and N hold the residual at w (not at a rejected trial point)
+    done = 0  # damped solves attempted (the loop index undercounts a full run by one)
     for it in range(max_iter):
         if np.sqrt(f) / yscale < 1e-4:
             break  # close enough: plain Newton polishes quadratically below
@@ -1143,6 +1144,7 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
             if f > stall_ratio * f_mark:
                 break  # stalled, most likely at a local minimum of |R|
             f_mark = f
+        done = it + 1
         if need_jacobian:
             _jacobian_into(homog, P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
                            N, E, var, d, m, J, corr, S)
@@ -1200,8 +1202,8 @@ def levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, terms, v
         N0 = np.zeros_like(N)
         w, res, it2, step = newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
                                    Ystar, w, N0, False, 30, tol)
-        return w, res, it + it2, step
+        return w, res, done + it2, step
     if not np.isfinite(res):
-        return w, np.inf, it, step
+        return w, np.inf, done, step
     # report the max-norm residual like newton()
-    return w, _maxabs2(Y, d, m) / yscale, it, step
+    return w, _maxabs2(Y, d, m) / yscale, done, step
