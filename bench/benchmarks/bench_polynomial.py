@@ -9,7 +9,7 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 import numpy as np  # noqa: E402
 
 import fastmp  # noqa: E402
-from fastmp.estimators.certify import krawczyk  # noqa: E402
+from fastmp.estimators.certify import krawczyk, krawczyk_compiled  # noqa: E402
 from fastmp.generators import random_in_rows, theorem35  # noqa: E402
 
 
@@ -69,10 +69,17 @@ class Certify:
         self.w = theorem35_rows(student["W"], student["B"], student["D"], X, self.ystar, mask)[mask]
         self.params_ = [student[k] for k in net.param_names]
         self.consts = net.chain_constants(X)
+        self.P = self.prog.pad_params(self.params_)
+        self.C = self.prog.pad_consts(self.consts)
         self.time_krawczyk(n)
+        self.time_krawczyk_compiled(n)
 
     def time_krawczyk(self, n):
         krawczyk(self.prog, self.params_, self.consts, self.ystar, self.var, self.w)
+
+    def time_krawczyk_compiled(self, n):
+        # the search's first test: all compiled, double ball residual
+        krawczyk_compiled(self.prog, self.P, self.C, self.ystar, self.var, self.w)
 
 
 class EndToEnd:
