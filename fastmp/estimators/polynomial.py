@@ -98,10 +98,10 @@ def certify_root(prog, params, consts, ystar, var, w, padded=None):
         if ok:
             return True, f"arb-{bits}"
         if not report["converged"]:
-            # Newton did not converge at this precision (singular, or still taking large
-            # steps): no simple root near, and more bits do not change that. Such
-            # candidates (|w| ~ 1e7, cond(J) ~ 1e19, Newton starts running off to
-            # infinity) cost ~20 ms each through the whole ladder at Figure 2a, n = 8
+            # Newton at this precision was singular or its steps did not shrink: no
+            # simple root near, and more bits do not change that. Such candidates
+            # (|w| ~ 1e7, cond(J) ~ 1e19, Newton starts running off to infinity) cost
+            # ~20 ms each through the whole ladder at Figure 2a, n = 8
             break
     return False, ""
 
