@@ -601,6 +601,39 @@ def jacobian_at(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, w, d
     return J
 
 
+@jit(_nrt=False)
+def lifted_defects(PT, pshape, steps, ns, N, E, eN):
+    """The lifted system's node defects ``E_k = A_k N_{k-1} - N_k`` and, in the same pass
+    over ``A_k``, the defects propagated along the chain, ``eN_k = A_k eN_{k-1} + E_k``
+    (``eN_0 = 0``); ``PT`` holds the step parameters transposed (contiguous inner loops
+    over rows, the same sums in the same order as dot products over ``q``). Returns
+    ``(max |E_k|, sum |E_k|^2)``."""
+    K = steps.shape[0]
+    dmax = 0.0
+    dsq = 0.0
+    for k in range(1, K + 1):
+        a = steps[k - 1]
+        rk = ns[k, 0]
+        for j in range(ns[k, 1]):
+            for i in range(rk):
+                E[k, i, j] = 0.0
+                eN[k, i, j] = 0.0
+            for q in range(pshape[a, 1]):
+                x1 = N[k - 1, q, j]
+                x2 = eN[k - 1, q, j]
+                for i in range(rk):
+                    y = PT[a, q, i]
+                    E[k, i, j] += y * x1
+                    eN[k, i, j] += y * x2
+            for i in range(rk):
+                e = E[k, i, j] - N[k, i, j]
+                E[k, i, j] = e
+                eN[k, i, j] += e
+                dmax = max(dmax, abs(e))
+                dsq += e * e
+    return dmax, dsq
+
+
 @jit
 def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
            lifted, max_iter, tol, patience=0):
@@ -672,25 +705,7 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             # (A_k N_{k-1} and A_k e_{k-1} accumulated over q in the transposed A_k, PT:
             # contiguous inner loops over rows, the same sums in the same order as dot
             # products over q)
-            for k in range(1, K + 1):
-                a = steps[k - 1]
-                rk = ns[k, 0]
-                for j in range(ns[k, 1]):
-                    for i in range(rk):
-                        E[k, i, j] = 0.0
-                        eN[k, i, j] = 0.0
-                    for q in range(pshape[a, 1]):
-                        x1 = N[k - 1, q, j]
-                        x2 = eN[k - 1, q, j]
-                        for i in range(rk):
-                            y = PT[a, q, i]
-                            E[k, i, j] += y * x1
-                            eN[k, i, j] += y * x2
-                    for i in range(rk):
-                        e = E[k, i, j] - N[k, i, j]
-                        E[k, i, j] = e
-                        eN[k, i, j] += e
-                        dmax = max(dmax, abs(e))
+            dmax, _ = lifted_defects(PT, pshape, steps, ns, N, E, eN)
             output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, G)
         else:
             output_into(P, pshape, C, cshape, terms, ns, N, d, m, Y, G)

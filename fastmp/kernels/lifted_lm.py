@@ -36,8 +36,8 @@ import numpy as np
 
 from .._config import jit
 from .chain import (_homogeneous, _jacobian_homogeneous_into, _max_residual, _maxabs2,
-                    _scratch, _set_vars, forward_nodes, jacobian_generic, newton, node_shapes,
-                    output_pair_into)
+                    _scratch, _set_vars, forward_nodes, jacobian_generic, lifted_defects,
+                    newton, node_shapes, output_pair_into)
 from .dense import cholesky_solve_damped
 
 
@@ -48,27 +48,7 @@ def _lifted_state(PT, pshape, P, C, cshape, steps, terms, ns, N, E, eN, Y, corr,
     returns the merit ``sum |E_k|^2 + |Y - Y*|^2``. ``PT`` holds the step parameters
     transposed (contiguous inner loops, as in :func:`fastmp.kernels.chain.newton`)."""
     d, m = Ystar.shape
-    K = steps.shape[0]
-    f = 0.0
-    for k in range(1, K + 1):
-        a = steps[k - 1]
-        rk = ns[k, 0]
-        for j in range(ns[k, 1]):
-            for i in range(rk):
-                E[k, i, j] = 0.0
-                eN[k, i, j] = 0.0
-            for q in range(pshape[a, 1]):
-                x1 = N[k - 1, q, j]
-                x2 = eN[k - 1, q, j]
-                for i in range(rk):
-                    y = PT[a, q, i]
-                    E[k, i, j] += y * x1
-                    eN[k, i, j] += y * x2
-            for i in range(rk):
-                e = E[k, i, j] - N[k, i, j]
-                E[k, i, j] = e
-                eN[k, i, j] += e
-                f += e * e
+    _, f = lifted_defects(PT, pshape, steps, ns, N, E, eN)
     output_pair_into(P, pshape, C, cshape, terms, ns, N, eN, d, m, Y, corr, G)
     for i in range(d):
         for c in range(m):
