@@ -634,6 +634,49 @@ def lifted_defects(PT, pshape, steps, ns, N, E, eN):
     return dmax, dsq
 
 
+@jit(_nrt=False)
+def lifted_node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN):
+    """The node step of the eliminated lifted linearisation, with the current ``A_k`` and
+    ``N_{k-1}``: ``dN_k = A_k dN_{k-1} + dA_k N_{k-1} + E_k`` (``dN_0``: the source's own
+    variables; ``PT``: the step parameters transposed)."""
+    K = steps.shape[0]
+    r = var.shape[0]
+    for i in range(ns[0, 0]):
+        for j in range(ns[0, 1]):
+            dN[0, i, j] = 0.0
+    if src_kind == 0:
+        for v in range(r):
+            if var[v, 0] == src_idx:
+                dN[0, var[v, 1], var[v, 2]] = dw[v]
+    for k in range(1, K + 1):
+        a = steps[k - 1]
+        # A_k dN_{k-1} + E_k, indexed in place (views of P and dN for _mm cost an atomic
+        # incref and decref each)
+        rk = ns[k, 0]
+        for j in range(ns[k, 1]):
+            for i in range(rk):
+                dN[k, i, j] = 0.0
+            for q in range(pshape[a, 1]):
+                x1 = dN[k - 1, q, j]
+                for i in range(rk):
+                    dN[k, i, j] += PT[a, q, i] * x1
+            for i in range(rk):
+                dN[k, i, j] += E[k, i, j]
+        # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero (one column,
+        # b = 1: without the loop over it)
+        cols = ns[k, 1]
+        if cols == 1:
+            for v in range(r):
+                if var[v, 0] == a:
+                    dN[k, var[v, 1], 0] += dw[v] * N[k - 1, var[v, 2], 0]
+        else:
+            for v in range(r):
+                if var[v, 0] == a:
+                    vi, vj = var[v, 1], var[v, 2]
+                    for j in range(cols):
+                        dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
+
+
 @jit
 def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
            lifted, max_iter, tol, patience=0):
@@ -757,42 +800,8 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             res = np.inf
             break
         if lifted:
-            # node update by the eliminated linearisation, with the old A_k and N_{k-1}:
-            # dN_k = A_k dN_{k-1} + dA_k N_{k-1} + E_k
-            for i in range(ns[0, 0]):
-                for j in range(ns[0, 1]):
-                    dN[0, i, j] = 0.0
-            if src_kind == 0:
-                for v in range(r):
-                    if var[v, 0] == src_idx:
-                        dN[0, var[v, 1], var[v, 2]] = dw[v]
-            for k in range(1, K + 1):
-                a = steps[k - 1]
-                # A_k dN_{k-1} + E_k, indexed in place (views of P and dN for _mm cost an
-                # atomic incref and decref each in this function)
-                rk = ns[k, 0]
-                for j in range(ns[k, 1]):
-                    for i in range(rk):
-                        dN[k, i, j] = 0.0
-                    for q in range(pshape[a, 1]):
-                        x1 = dN[k - 1, q, j]
-                        for i in range(rk):
-                            dN[k, i, j] += PT[a, q, i] * x1
-                    for i in range(rk):
-                        dN[k, i, j] += E[k, i, j]
-                # dA_k N_{k-1}: only the r learnable entries of dA_k are nonzero
-                # (one column, b = 1: without the loop over it)
-                cols = ns[k, 1]
-                if cols == 1:
-                    for v in range(r):
-                        if var[v, 0] == a:
-                            dN[k, var[v, 1], 0] += dw[v] * N[k - 1, var[v, 2], 0]
-                else:
-                    for v in range(r):
-                        if var[v, 0] == a:
-                            vi, vj = var[v, 1], var[v, 2]
-                            for j in range(cols):
-                                dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
+            # node update by the eliminated linearisation, with the old A_k and N_{k-1}
+            lifted_node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN)
         wmax = 0.0
         dmaxw = 0.0
         for v in range(r):

@@ -292,28 +292,26 @@ def krawczyk_double(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, 
     for v in range(r):
         P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
     Ym, Yr = output_ball(P, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, d, m)
-    Rm = np.empty(r)
-    Rr = np.empty(r)
+    Rm = np.empty((r, 1))
+    Rr = np.empty((r, 1))
     for i in range(d):
         for c in range(m):
             x = Ym[i, c] - Ystar[i, c]
-            Rm[i * m + c] = x
-            Rr[i * m + c] = (Yr[i, c] + U * abs(x)) * (1.0 + 4.0 * U)
-    # base = |Yinv R| enclosure (Yinv exact, radius zero)
-    g = _gamma(r + 1)
+            Rm[i * m + c, 0] = x
+            Rr[i * m + c, 0] = (Yr[i, c] + U * abs(x)) * (1.0 + 4.0 * U)
+    # base = |Yinv R| enclosure (Yinv exact: a ball of radius zero)
+    Yr0 = np.zeros((r, r))
+    Bm = np.empty((r, 1))
+    Br = np.empty((r, 1))
+    _bmm(Yinv, Yr0, r, r, Rm, Rr, 1, Bm, Br)
     infl = 1.0 + 4.0 * (r + 2) * U
     base = np.empty(r)
     for i in range(r):
-        s = 0.0
-        rad = 0.0
-        mag = 0.0
-        for k in range(r):
-            s += Yinv[i, k] * Rm[k]
-            rad += abs(Yinv[i, k]) * Rr[k]
-            mag += abs(Yinv[i, k]) * abs(Rm[k])
-        base[i] = (abs(s) + (rad + g * mag + r * TINY) * infl) * (1.0 + 4.0 * U)
+        base[i] = (abs(Bm[i, 0]) + Br[i, 0]) * (1.0 + 4.0 * U)
         if not np.isfinite(base[i]):
             return False, np.inf
+    YJm = np.empty((r, r))
+    YJr = np.empty((r, r))
     rho = np.empty(r)
     Mabs = np.empty((r, r))
     for f in inflation:
@@ -323,19 +321,11 @@ def krawczyk_double(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, 
         Jm, Jr = jacobian_ball(P, Pr, pshape, C, cshape, src_kind, src_idx, steps, terms, ns,
                                var, d, m)
         # M = I - Yinv J(X) as a ball, then its magnitude bound
+        _bmm(Yinv, Yr0, r, r, Jm, Jr, r, YJm, YJr)
         for i in range(r):
             for j in range(r):
-                s = 0.0
-                rad = 0.0
-                mag = 0.0
-                for k in range(r):
-                    y = Yinv[i, k]
-                    s += y * Jm[k, j]
-                    rad += abs(y) * Jr[k, j]
-                    mag += abs(y) * abs(Jm[k, j])
-                yjr = (rad + g * mag + r * TINY) * infl
-                mm = (1.0 if i == j else 0.0) - s
-                mr = (yjr + U * abs(mm)) * (1.0 + 4.0 * U)
+                mm = (1.0 if i == j else 0.0) - YJm[i, j]
+                mr = (YJr[i, j] + U * abs(mm)) * (1.0 + 4.0 * U)
                 Mabs[i, j] = (abs(mm) + mr) * (1.0 + 4.0 * U)
         ok = True
         rmax = 0.0

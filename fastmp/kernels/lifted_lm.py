@@ -20,7 +20,7 @@ polishes from the current weights and nodes.
 
 Measured at Figure 2a, n = 8 (30 trials x 20 starts, the same starts for each solver;
 candidates with relative residual < 1e-6): at k = 8 it finds a root from 22% of starts
-at 0.44 ms per start, 0.51 roots per ms -- eliminated lifted Newton 7% at 0.27 ms (0.25),
+at 0.39-0.44 ms per start, 0.51-0.58 roots per ms -- eliminated lifted Newton 7% at 0.27 ms (0.25),
 LM on the original system 19% at 0.48 ms (0.40) -- and its success is spread evenly over
 the trials (1 of 30 without a root in 20 starts; 7 each for the other two). At k = 5 and
 6 it is far behind eliminated lifted Newton (0.2-0.4 against 1.8-2.6 roots per ms). In
@@ -37,7 +37,7 @@ import numpy as np
 from .._config import jit
 from .chain import (_homogeneous, _jacobian_homogeneous_into, _max_residual, _maxabs2,
                     _scratch, _set_vars, forward_nodes, jacobian_generic, lifted_defects,
-                    newton, node_shapes, output_pair_into)
+                    lifted_node_step, newton, node_shapes, output_pair_into)
 from .dense import cholesky_solve_damped
 
 
@@ -55,42 +55,6 @@ def _lifted_state(PT, pshape, P, C, cshape, steps, terms, ns, N, E, eN, Y, corr,
             Y[i, c] -= Ystar[i, c]
             f += Y[i, c] * Y[i, c]
     return f
-
-
-@jit(_nrt=False)
-def _node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN, N2):
-    """``N2 = N + dN`` with the eliminated linearisation ``dN_k = A_k dN_{k-1} + dA_k
-    N_{k-1} + E_k`` (``dN_0``: the source's own variables)."""
-    K = steps.shape[0]
-    r = var.shape[0]
-    for i in range(ns[0, 0]):
-        for j in range(ns[0, 1]):
-            dN[0, i, j] = 0.0
-    if src_kind == 0:
-        for v in range(r):
-            if var[v, 0] == src_idx:
-                dN[0, var[v, 1], var[v, 2]] = dw[v]
-    for i in range(ns[0, 0]):
-        for j in range(ns[0, 1]):
-            N2[0, i, j] = N[0, i, j] + dN[0, i, j]
-    for k in range(1, K + 1):
-        a = steps[k - 1]
-        rk = ns[k, 0]
-        for j in range(ns[k, 1]):
-            for i in range(rk):
-                dN[k, i, j] = E[k, i, j]
-            for q in range(pshape[a, 1]):
-                x1 = dN[k - 1, q, j]
-                for i in range(rk):
-                    dN[k, i, j] += PT[a, q, i] * x1
-        for v in range(r):
-            if var[v, 0] == a:
-                vi, vj = var[v, 1], var[v, 2]
-                for j in range(ns[k, 1]):
-                    dN[k, vi, j] += dw[v] * N[k - 1, vj, j]
-        for i in range(rk):
-            for j in range(ns[k, 1]):
-                N2[k, i, j] = N[k, i, j] + dN[k, i, j]
 
 
 @jit(_nrt=False)
@@ -183,7 +147,11 @@ def lifted_levenberg_marquardt(P, pshape, C, cshape, src_kind, src_idx, steps, t
                 mg[i] = -g[i]
         accepted = False
         if cholesky_solve_damped(A, mg, lam, Wch, dw):
-            _node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN, N2)
+            lifted_node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN)
+            for k in range(K + 1):
+                for i in range(ns[k, 0]):
+                    for j in range(ns[k, 1]):
+                        N2[k, i, j] = N[k, i, j] + dN[k, i, j]
             for v in range(r):
                 wn[v] = w[v] + dw[v]
             _set_vars_both(P, PT, var, wn)
