@@ -60,7 +60,7 @@ def candidate(prog, w, res, step):
 class TrialSystem:
     def __init__(self, net, prog, var, seed, trial, m, scale):
         self.tr = _Trial(net, {"right": prog}, seed, trial, m, scale)
-        self.params, self.consts, self.ystar, self.P, self.C = self.tr.sides["right"]
+        self.params, self.consts, self.ystar, self.P, self.C = self.tr.side("right")
         teacher, _, _ = net.trial_draws(seed, trial, m)
         self.PT = prog.pad_params([teacher[n] for n in net.param_names])
         self.wT = np.array([self.PT[p, i, j] for p, i, j in var])

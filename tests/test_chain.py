@@ -342,3 +342,57 @@ def test_compiled_output_ball_equals_numpy_and_encloses(case, side):
                            prog.pad_consts(consts), prog.cshape, prog.src_kind, prog.src_idx,
                            prog.steps_arr, prog.terms_arr, prog.ns, prog.d, prog.m)
     assert np.all(Yr_pt > 0) and np.all(Yr_pt < 1e-12 * (1 + np.abs(Ym)).max())
+
+
+def _fig2a_start(seed, k=8):
+    # Figure 2a, n = 8 (T = 4, b = 1, d = 4, m = 4) with r = 16 weights in k rows
+    from fastmp.generators import random_in_rows
+    net = fastmp.LRNN(n=8, T=4, b=1, d=4)
+    alloc = random_in_rows(net, "W", 16, k, rng=k)
+    prog, var = net.chain_program(4), net.variables(alloc)
+    params, consts, ystar = net.chain_trial(seed, 0, 4)
+    P, C = prog.pad_params(params), prog.pad_consts(consts)
+    rng = np.random.default_rng(seed)
+    wscale = np.full(len(var), 1 / np.sqrt(8))
+    w0 = rng.standard_normal(len(var)) * wscale
+    N0 = prog.node_buffer(P)
+    N0[:] = rng.standard_normal(N0.shape)
+    return prog, var, P, C, ystar, w0, N0, wscale
+
+
+def test_newton_cut_leaves_the_box_with_an_infinite_step():
+    prog, var, P, C, ystar, w0, N0, _ = _fig2a_start(0)
+    # without a cut the run goes on; with a cut below the start's own nodes it stops at
+    # once and says so with last_step = inf (never a candidate for certification)
+    w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 30, 1e-14)
+    assert its > 1 and np.isfinite(step)
+    w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 30, 1e-14,
+                                    cut=1e-3)
+    assert its == 0 and step == np.inf
+    # a cut no iterate reaches changes nothing
+    a = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 30, 1e-14)
+    b = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 30, 1e-14, cut=1e300)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1:] == b[1:]
+
+
+def test_newton_restarts():
+    from fastmp.kernels.rng import trial_state
+    prog, var, P, C, ystar, w0, N0, wscale = _fig2a_start(1)
+    # cut 0 and a run that does not fail: one plain run, the same as newton
+    a = prog.newton(P.copy(), C, ystar, var, w0, N0, True, 5, 1e-14)
+    assert np.isfinite(a[3])
+    b = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0, 5, 1e-14, 0.0, wscale,
+                             trial_state(1, 0, 0))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1:] == b[1:]
+    # a cut every run hits at once: the budget goes on restarts, all of them counted
+    w, res, its, step = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0, 40, 1e-14,
+                                             1e-3, wscale, trial_state(1, 0, 0))
+    assert its == 40 and step == np.inf
+    # reproducible from the state; a root found after restarts is a root
+    runs = [prog.newton_restarts(P.copy(), C, ystar, var, w0, N0, 2000, 1e-14, 1e4, wscale,
+                                 trial_state(1, 0, 7)) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    w, res, its, step = runs[0]
+    assert its < 2000 and res < 1e-8

@@ -21,7 +21,7 @@ def system():
     var = net.variables(alloc)
     scale = np.full(len(var), 1 / np.sqrt(8))
     tr = _Trial(net, {"right": prog}, 0, 0, m, scale)
-    params, consts, _, P, C = tr.sides["right"]
+    params, consts, _, P, C = tr.side("right")
     rng = np.random.default_rng(3)
     ws = rng.standard_normal(len(var)) * scale
     Pw = P.copy()

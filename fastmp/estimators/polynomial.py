@@ -3,7 +3,9 @@ of D, B and W, several layers of a LinearFFN).
 
 Per trial: plain Newton's method on the lifted system of Lemma 3.3 (nodes of the model's
 chain program as extra unknowns), both in its eliminated form (an ``r x r`` solve per
-step, :func:`fastmp.kernels.chain.newton`) and on the full system
+step, :func:`fastmp.kernels.chain.newton`; a start goes on from a fresh random point
+whenever its iterate leaves a box, :func:`fastmp.kernels.chain.newton_restarts`) and on
+the full system
 (:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
 which keeps it usable far from a root and lets it reach the huge unique roots of
 Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
@@ -110,11 +112,8 @@ class _Trial:
     """One trial's system (on every lifting side the model offers) and search state."""
 
     def __init__(self, model, progs, seed, trial, m, start_scale):
-        self.sides = {}
-        for side, prog in progs.items():
-            params, consts, ystar = model.chain_trial(seed, trial, m, side)
-            self.sides[side] = (params, consts, ystar, prog.pad_params(params),
-                                prog.pad_consts(consts))
+        self._key = (model, progs, seed, trial, m)
+        self._sides = {}
         self.rng = np.random.default_rng([seed, trial, 0x5EED])
         self.pick = np.random.default_rng([seed, trial, 0xC401CE])
         self.starts_used = 0
@@ -124,6 +123,19 @@ class _Trial:
         self.solver = ""
         self.scale = start_scale
         self.untried = []
+
+    def side(self, side):
+        """``(params, consts, Y*, P, C)`` of one lifting side, built when first needed:
+        after the first trials most runs never start a solver on the other side, and
+        building it (draws, transposes, padding) was a third of a trial's set-up."""
+        got = self._sides.get(side)
+        if got is None:
+            model, progs, seed, trial, m = self._key
+            prog = progs[side]
+            params, consts, ystar = model.chain_trial(seed, trial, m, side)
+            got = self._sides[side] = (params, consts, ystar, prog.pad_params(params),
+                                       prog.pad_consts(consts))
+        return got
 
 
 #: largest full lifted system (unknowns ``r + sum_k |N_k|``) plain Newton runs on. Its
@@ -142,7 +154,9 @@ def lifted_size(prog, r):
 def _solvers(sides, lifted, sizes=None):
     """The portfolio a trial's starts go through: for each side, plain Newton on the
     lifted system of Lemma 3.3 (nodes kept as unknowns) in its eliminated form
-    (``"lifted"``: an ``r x r`` solve per step, :func:`fastmp.kernels.chain.newton`) and,
+    (``"lifted"``: an ``r x r`` solve per step, restarted from a fresh random point
+    whenever it leaves a box, :func:`fastmp.kernels.chain.newton_restarts`; see
+    ``LIFTED_STEPS``) and,
     where the full lifted system has at most ``LIFTED_MAX`` unknowns (``sizes[side]``),
     on the full system (``"lifted-full"``: dense LU; the same step in exact arithmetic,
     but its Jacobian is linear in the iterates, so it stays well conditioned at the huge
@@ -152,9 +166,10 @@ def _solvers(sides, lifted, sizes=None):
 
     The eliminated form does not abandon a start after 12 steps without progress as the
     full one does, and costs 4 us instead of 18 per step (n = 8): at Figure 2a, n = 8
-    (right lifting, 15 trials x 30 starts, certified roots per start and ms per start)
-    k = 5: 0.47 in 0.17 ms (full: 0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28),
-    k = 8: 0.056 in 0.23 (0.009 in 0.26).
+    (right lifting, 15 trials x 30 starts, certified roots per start and ms per start;
+    runs of 60 steps from one point, before the restarts) k = 5: 0.47 in 0.17 ms (full:
+    0.47 in 0.36), k = 6: 0.44 in 0.17 (0.16 in 0.28), k = 8: 0.056 in 0.23 (0.009 in
+    0.26).
 
     Levenberg-Marquardt on the lifted system
     (:func:`fastmp.kernels.lifted_lm.lifted_levenberg_marquardt`) is not in the
@@ -171,18 +186,28 @@ def _solvers(sides, lifted, sizes=None):
     return out + [(sides[0], "lm")]
 
 
-#: eliminated lifted Newton abandons a start whose residual has not halved its best for
-#: this many steps (0: never; see _solvers). Measured at Figure 2a, n = 8 (50 trials,
-#: <= 256 starts): patience 15 or 30 made k = 8 slower (9.2-9.6 vs 7.9 ms per trial, same
-#: MP), k = 5 and 6 within noise -- the roots it finds are often reached only after long
-#: non-monotone runs.
-LIFTED_PATIENCE = 0
-
 #: iterations a start is assumed to take before any was measured (the first round's
 #: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
-#: rule), the eliminated form runs ~35-55 of its 60, Levenberg-Marquardt ~100 (its stall
-#: test every 25), at n = 8 on Figure 2a
-PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 45, "newton": 45, "lm": 100}
+#: rule), the eliminated form ~100 of its LIFTED_STEPS (it stops early only at a root),
+#: Levenberg-Marquardt ~100 (its stall test every 25), at n = 8 on Figure 2a. (Abandoning
+#: an eliminated-form start whose residual had not halved for 15 or 30 steps was slower
+#: at k = 8, same MP: its roots come after long non-monotone runs.)
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 100, "newton": 45, "lm": 100}
+
+#: a start of eliminated lifted Newton ("lifted") is LIFTED_STEPS Newton steps from one
+#: or more random points: whenever an iterate leaves the box max(|w|, |N|) <= cut, it
+#: goes on from a fresh random point (:func:`fastmp.kernels.chain.newton_restarts`).
+#: The cut is LIFTED_CUT, or CUT_MARGIN times the largest certified root (max |w|) the
+#: run has found so far if that is larger. Why: from a random start plain Newton
+#: wanders (|w| up to 1e6-1e8) long before it lands in a root's basin, and the steps
+#: spent far out rarely lead back -- at Figure 2a, n = 8, k = 8 the certified roots
+#: have |w| <= ~3e3, and cutting at 1e4 gave 0.59-0.75 roots per ms of search against
+#: 0.43 for runs of 60 steps from one point (40 trials x 20-40 starts; cuts 3e3-1e5
+#: within noise, 1e3 and below worse). Runs of 120 steps instead of 60 waste fewer
+#: steps on runs cut short by the budget (0.59 -> 0.75 roots per ms); 240 no better.
+LIFTED_STEPS = 120
+LIFTED_CUT = 1e4
+CUT_MARGIN = 100.0
 
 
 #: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY
@@ -272,16 +297,26 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         if (side, kind) in tr.untried:
             tr.untried.remove((side, kind))
         prog, var = progs[side], variables[side]
-        params, consts, ystar, P, C = tr.sides[side]
+        params, consts, ystar, P, C = tr.side(side)
         w0 = tr.rng.standard_normal(len(var)) * tr.scale
         N0 = prog.node_buffer(P)
         N0[:] = tr.rng.standard_normal(N0.shape)
         if kind == "lm":
             w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
+        elif kind == "lifted":
+            # the restarts' random points come from the trial's generator too (a
+            # xoshiro state drawn from it), so the result stays a function of the seed
+            state = tr.rng.integers(0, 2**63, size=4, dtype=np.uint64) | np.uint64(1)
+            budget_its = LIFTED_STEPS
+            cut = max(LIFTED_CUT, CUT_MARGIN * stats.get("root_scale", 0.0))
+            w, res, its, step = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0,
+                                                     budget_its, 1e-14, cut, tr.scale,
+                                                     state)
         else:
-            w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0, kind == "lifted",
-                                            max_iter, 1e-14, full=kind == "lifted-full",
-                                            patience=LIFTED_PATIENCE)
+            budget_its = max_iter
+            w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0,
+                                            kind == "lifted-full", max_iter, 1e-14,
+                                            full=kind == "lifted-full")
         tr.starts_used += 1
         st = stats.setdefault((side, kind), {"starts": 0, "cost": 0.0, "roots": 0})
         st["starts"] += 1
@@ -289,13 +324,20 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         # rounding alone leaves a relative residual of about eps |w|^degree at a root
         wmax = float(np.max(np.abs(w))) if np.all(np.isfinite(w)) else np.inf
         floor = 1e-13 * np.exp(min(700.0, (len(prog.steps) + 1) * np.log1p(wmax)))
-        if res < CANDIDATE_RES or (step < STEP_TOL and res < floor):
+        # the floor rule is for points where Newton stopped by itself (its steps stalled
+        # at rounding level); a Newton run that used up its steps is still moving, and
+        # such runaways (|w| ~ 1e7, relative residual 1e7-1e15, a last relative step
+        # just under STEP_TOL) had cost ~12 ms each in the arb ladder before failing --
+        # 0.37 ms per trial at Figure 2a, n = 8, k = 8
+        ran_out = kind != "lm" and its >= budget_its
+        if res < CANDIDATE_RES or (step < STEP_TOL and res < floor and not ran_out):
             ok, how = certify_root(prog, params, consts, ystar, var, w, (P, C))
             if ok:
                 tr.first_match = tr.starts_used - 1
                 tr.how = how
                 tr.solver = f"{kind} ({side})"
                 st["roots"] += 1
+                stats["root_scale"] = max(stats.get("root_scale", 0.0), wmax)
             else:
                 tr.near_miss = True
 

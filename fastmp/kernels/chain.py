@@ -679,14 +679,17 @@ def lifted_node_step(PT, pshape, src_kind, src_idx, steps, ns, var, dw, N, E, dN
 
 @jit
 def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0, N0,
-           lifted, max_iter, tol, patience=0):
+           lifted, max_iter, tol, patience=0, cut=0.0):
     """Plain (undamped) Newton from ``w0`` (and nodes ``N0`` if ``lifted``).
 
     Returns ``(w, residual, iterations, last_step)``; ``residual`` is the max-norm of
     the *original* residual ``Y(w) - Y*`` relative to ``max(1, |Y*|_max)``, evaluated on
     consistent nodes; ``last_step`` is the last ``|dw|_max / (1 + |w|_max)`` (small when
     Newton converged even where rounding keeps the residual of a huge root large).
-    ``P`` is overwritten with the final ``w``.
+    ``P`` is overwritten with the final ``w``. A run that failed -- singular step,
+    ``|w| > 1e8``, or with ``cut > 0`` an iterate outside the box
+    ``max(|w|, |N_k|) <= cut`` (nodes: lifted form only) -- stops there and returns
+    ``last_step = inf`` (:func:`newton_restarts` then goes on from a new point).
     """
     d, m = Ystar.shape
     r = var.shape[0]
@@ -756,7 +759,10 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             for c in range(m):
                 Y[i, c] -= Ystar[i, c]
         res = _maxabs2(Y, d, m) / yscale
-        if (res < tol and dmax < tol) or it == max_iter or not np.isfinite(res):
+        if not np.isfinite(res):
+            step = np.inf  # overflowed: this run is lost
+            break
+        if (res < tol and dmax < tol) or it == max_iter:
             break
         # converged to rounding: the residual stopped falling while it is tiny or the
         # steps are (a huge root's residual stays at eps |w|^degree); a start that
@@ -797,7 +803,7 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
             except Exception:  # singular Jacobian: this start is lost
                 ok = False
         if not ok:
-            res = np.inf
+            step = np.inf  # singular: this run is lost
             break
         if lifted:
             # node update by the eliminated linearisation, with the old A_k and N_{k-1}
@@ -815,15 +821,18 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
         if lifted:
             for v in range(r):
                 PT[var[v, 0], var[v, 2], var[v, 1]] = w[v]
+        nmax = 0.0
         if lifted:
             for k in range(0, K + 1):
                 for i in range(ns[k, 0]):
                     for j in range(ns[k, 1]):
-                        N[k, i, j] += dN[k, i, j]
+                        x = N[k, i, j] + dN[k, i, j]
+                        N[k, i, j] = x
+                        nmax = max(nmax, abs(x))
         else:
             forward_nodes(P, pshape, C, src_kind, src_idx, steps, ns, N)
-        if wmax > 1e8:
-            res = np.inf
+        if wmax > 1e8 or (cut > 0.0 and (wmax > cut or nmax > cut)):
+            step = np.inf  # ran off / left the box: newton_restarts goes on elsewhere
             break
     # _max_residual in the scratch G: max |Y - Y*| / yscale, inf if not finite
     _residual_into(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y,
@@ -839,6 +848,34 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
     res /= yscale
     return w, (res if np.isfinite(res) else np.inf), it, step
 
+
+
+@jit
+def newton_restarts(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0,
+                    N0, max_iter, tol, cut, wscale, state):
+    """Eliminated lifted Newton (:func:`newton`, ``lifted=True``) from ``(w0, N0)`` that,
+    whenever an iterate leaves the box ``max(|w|, |N|) <= cut``, starts again from a
+    fresh random point (``w ~ N(0, wscale^2)`` entrywise, nodes ``N(0, 1)``, drawn from
+    the xoshiro state ``state``), until ``max_iter`` Newton steps in all. Returns
+    ``(w, residual, steps, last_step)`` of the last run, like :func:`newton`."""
+    total = 0
+    wi = w0.copy()
+    Ni = N0.copy()
+    r = var.shape[0]
+    flat = Ni.reshape(-1)
+    while True:
+        left = max_iter - total
+        w, res, it, step = newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
+                                  Ystar, wi, Ni, True, left, tol, 0, cut)
+        if np.isfinite(step) or it >= left:
+            return w, res, total + it, step
+        total += it + 1
+        if total >= max_iter:
+            return w, res, total, step
+        fill_normal(state, wi)
+        for v in range(r):
+            wi[v] *= wscale[v]
+        fill_normal(state, flat)
 
 #: plain Newton stops once the relative residual (and the lifted form's defects) no
 #: longer halves while it or the relative step is below CONVERGED: converged to rounding
@@ -910,8 +947,14 @@ class ChainProgram:
                                    self.src_idx, self.steps_arr, self.terms_arr, var, ystar,
                                    w0, max_iter, tol, stall_window, stall_ratio)
 
+    def newton_restarts(self, P, C, ystar, var, w0, N0, max_iter, tol, cut, wscale, state):
+        """Run :func:`newton_restarts` on padded per-trial arrays (``P`` is overwritten)."""
+        return newton_restarts(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
+                               self.steps_arr, self.terms_arr, var, ystar, w0, N0, max_iter,
+                               tol, cut, wscale, state)
+
     def newton(self, P, C, ystar, var, w0, N0=None, lifted=True, max_iter=50, tol=1e-13,
-               full=False, patience=0):
+               full=False, patience=0, cut=0.0):
         """Run :func:`newton` (or :func:`newton_lifted_full` with ``full=True``) on padded
         per-trial arrays (``P`` is overwritten)."""
         if N0 is None:
@@ -922,7 +965,7 @@ class ChainProgram:
                                       ystar, w0, N0, max_iter, tol)
         return newton(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
                       self.steps_arr, self.terms_arr, var, ystar, w0, N0, lifted, max_iter, tol,
-                      patience)
+                      patience, cut)
 
 
 @jit

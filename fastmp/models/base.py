@@ -118,11 +118,17 @@ class Model:
     def trial_draws(self, seed, trial, m):
         """The draws of one trial as ``(teacher, student, X)`` -- the same numbers the
         compiled kernels use for ``(seed, trial)``."""
-        segs = self.layout(m)
-        start, scale = self.segment_arrays(m)
+        # the segment plan depends on m only: built once per (model, m) -- rebuilding
+        # it was most of this call's ~60 us, which the polynomial search pays per trial
+        plans = self.__dict__.setdefault("_draw_plans", {})
+        plan = plans.get(m)
+        if plan is None:
+            segs = tuple(self.layout(m))
+            start, scale = self.segment_arrays(m)
+            plan = plans[m] = (segs, start, scale, np.ones(len(segs), dtype=np.bool_))
+        segs, start, scale, need = plan
         buf = np.empty(int(start[-1]))
-        draw_segments(np.uint64(seed), np.uint64(trial), start, scale,
-                      np.ones(len(segs), dtype=np.bool_), buf)
+        draw_segments(np.uint64(seed), np.uint64(trial), start, scale, need, buf)
         teacher, student, X = {}, {}, None
         for k, s in enumerate(segs):
             arr = buf[start[k]:start[k + 1]].reshape(s.shape).copy()
