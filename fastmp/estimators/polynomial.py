@@ -188,11 +188,11 @@ def _solvers(sides, lifted, sizes=None):
 
 #: iterations a start is assumed to take before any was measured (the first round's
 #: shares): full lifted Newton stops within ~13 steps on most starts (its stagnation
-#: rule), the eliminated form ~100 of its LIFTED_STEPS (it stops early only at a root),
+#: rule), the eliminated form ~55 of its first 60 (it stops early only at a root),
 #: Levenberg-Marquardt ~100 (its stall test every 25), at n = 8 on Figure 2a. (Abandoning
 #: an eliminated-form start whose residual had not halved for 15 or 30 steps was slower
 #: at k = 8, same MP: its roots come after long non-monotone runs.)
-PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 100, "newton": 45, "lm": 100}
+PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 55, "newton": 45, "lm": 100}
 
 #: a start of eliminated lifted Newton ("lifted") is LIFTED_STEPS Newton steps from one
 #: or more random points: whenever an iterate leaves the box max(|w|, |N|) <= cut, it
@@ -205,6 +205,9 @@ PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 100, "newton": 45, "lm": 100}
 #: 0.43 for runs of 60 steps from one point (40 trials x 20-40 starts; cuts 3e3-1e5
 #: within noise, 1e3 and below worse). Runs of 120 steps instead of 60 waste fewer
 #: steps on runs cut short by the budget (0.59 -> 0.75 roots per ms); 240 no better.
+#: Runs are LIFTED_STEPS long once the solver has found a root in the run, ``max_iter``
+#: before: at n = 12 and 16 it finds none, and 120-step starts there had raised the
+#: projected Figure 2a sweep from ~5 to ~24 min on 2 cores.
 LIFTED_STEPS = 120
 LIFTED_CUT = 1e4
 CUT_MARGIN = 100.0
@@ -307,7 +310,11 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
             # the restarts' random points come from the trial's generator too (a
             # xoshiro state drawn from it), so the result stays a function of the seed
             state = tr.rng.integers(0, 2**63, size=4, dtype=np.uint64) | np.uint64(1)
-            budget_its = LIFTED_STEPS
+            # the longer runs only where this solver has found a root in the run:
+            # where it finds none (Figure 2a at n = 12, 16) they would only double the
+            # cost of its fruitless starts
+            st = stats.get((side, kind))
+            budget_its = LIFTED_STEPS if st is not None and st["roots"] > 0 else max_iter
             cut = max(LIFTED_CUT, CUT_MARGIN * stats.get("root_scale", 0.0))
             w, res, its, step = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0,
                                                      budget_its, 1e-14, cut, tr.scale,
