@@ -39,6 +39,16 @@ class NewtonStart:
         self.time_lifted_10_iterations(n)
         self.time_eliminated_10_iterations(n)
         self.time_lm_start(n)
+        self.time_lifted_restarts_60_steps(n)
+
+    def time_lifted_restarts_60_steps(self, n):
+        # the portfolio's "lifted" start: eliminated lifted Newton restarted from fresh
+        # random points whenever it leaves the box |w|, |N| <= 1e4 (60 steps in all
+        # unless a root is reached first; the same points every call)
+        from fastmp.kernels.rng import trial_state
+        self.prog.newton_restarts(self.P.copy(), self.C, self.ystar, self.var, self.w0,
+                                  self.N0, 60, 1e-14, 1e4, np.full(len(self.var), n ** -0.5),
+                                  trial_state(0, 0, 1))
 
     def time_lifted_10_iterations(self, n):
         # tol 0: exactly 10 iterations unless the start diverges first
