@@ -41,6 +41,13 @@ EXTENSIONS = [
         include_dirs=[numpy.get_include(), f"{CSRC}/fastmp/_ext"],
         depends=[f"{CSRC}/fastmp/_ext/screen.h"],
     ),
+    # lifted Newton with restarts, eight runs in SIMD lanes (lane_newton.h, header-only)
+    Extension(
+        "fastmp._ext._lanes",
+        [f"{CSRC}/fastmp/_ext/_lanes.pyx"],
+        include_dirs=[numpy.get_include(), f"{CSRC}/fastmp/_ext"],
+        depends=[f"{CSRC}/fastmp/_ext/lane_newton.h"],
+    ),
     # the C-level API for other Cython / C codes (capi.pxd documents it)
     Extension(
         "fastmp._ext.capi",

@@ -4,8 +4,9 @@ of D, B and W, several layers of a LinearFFN).
 Per trial: plain Newton's method on the lifted system of Lemma 3.3 (nodes of the model's
 chain program as extra unknowns), both in its eliminated form (an ``r x r`` solve per
 step, :func:`fastmp.kernels.chain.newton`; a start goes on from a fresh random point
-whenever its iterate leaves a box, :func:`fastmp.kernels.chain.newton_restarts`) and on
-the full system
+whenever its iterate leaves a box, :func:`fastmp.kernels.chain.newton_restarts`, and
+runs eight such runs at once in SIMD lanes where :mod:`fastmp.kernels.lanes` applies --
+Figure 2a's recurrent weights) and on the full system
 (:func:`fastmp.kernels.chain.newton_lifted_full`: its Jacobian is linear in the iterates,
 which keeps it usable far from a root and lets it reach the huge unique roots of
 Theorem 3.5 allocations), and Levenberg-Marquardt, from random starts; a converged
@@ -35,6 +36,7 @@ import numpy as np
 from .._config import AMBIGUOUS, MATCH, NO_MATCH
 from .certify import krawczyk, krawczyk_arb, krawczyk_compiled
 from .constructive import theorem35_columns, theorem35_rows
+from ..kernels import lanes
 
 #: a converged Newton point is sent to certification when its relative residual is
 #: below CANDIDATE_RES, or when its last relative step was below STEP_TOL and its
@@ -114,6 +116,8 @@ class _Trial:
     def __init__(self, model, progs, seed, trial, m, start_scale):
         self._key = (model, progs, seed, trial, m)
         self._sides = {}
+        self._lanes = {}
+        self.lanes_ok = {}  # shared by the run's trials (run_newton sets one dict)
         self.rng = np.random.default_rng([seed, trial, 0x5EED])
         self.pick = np.random.default_rng([seed, trial, 0xC401CE])
         self.starts_used = 0
@@ -123,6 +127,17 @@ class _Trial:
         self.solver = ""
         self.scale = start_scale
         self.untried = []
+
+    def lane_problem(self, side, prog, var):
+        """The side's :class:`fastmp.kernels.lanes.Problem` (built on first use), or None
+        where the lane kernel does not apply (:func:`fastmp.kernels.lanes.supported`)."""
+        if side not in self._lanes:
+            ok = self.lanes_ok.get(side)
+            if ok is None:
+                ok = self.lanes_ok[side] = lanes.supported(prog, var)
+            _params, _consts, ystar, P, C = self.side(side)
+            self._lanes[side] = lanes.Problem(prog, P, C, var, ystar, self.scale) if ok else None
+        return self._lanes[side]
 
     def side(self, side):
         """``(params, consts, Y*, P, C)`` of one lifting side, built when first needed:
@@ -209,6 +224,18 @@ PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 55, "newton": 45, "lm": 100}
 #: before: at n = 12 and 16 it finds none, and 120-step starts there had raised the
 #: projected Figure 2a sweep from ~5 to ~24 min on 2 cores.
 LIFTED_STEPS = 120
+
+#: cost units of one lane step (:mod:`fastmp.kernels.lanes`) relative to one step of the
+#: scalar kernels in :func:`start_cost`: ~1.0 against ~3.3 us at Figure 2a, n = 8 -- a
+#: fixed ratio, so that the shares stay a function of the seed
+LANE_STEP_COST = 0.3
+
+#: shares follow the rates raised to this power (see start_shares): with the lanes the
+#: rates differ more (Figure 2a, n = 8, k = 8: ~1.7 certified roots per ms for the lanes
+#: against ~0.5 for Levenberg-Marquardt), and plain proportional shares still gave LM
+#: 22% of the time: power 2 took k = 8 from 1.27 to 1.05 ms per trial at the same MP
+#: (300 trials), k = 5 and 6 unchanged; n = 12 within noise (40 trials)
+SHARE_POWER = 2.0
 LIFTED_CUT = 1e4
 CUT_MARGIN = 100.0
 
@@ -236,8 +263,9 @@ def start_shares(solvers, stats, sizes):
     """Each solver's probability of taking the next start.
 
     Each solver's *time* share is proportional to its certified roots per cost unit so
-    far, ``(roots + 1/2) / (cost + one prior start)`` (before any data: equal time
-    shares); its share of *starts* is that divided by its mean cost per start. So a
+    far, ``(roots + 1/2) / (cost + one prior start)``, raised to ``SHARE_POWER`` (before
+    any data: equal time shares); its share of *starts* is that divided by its mean cost
+    per start. So a
     solver that is 10x dearer per start and no more successful gets ~1/10 of the
     starts of the others, where the first rule (``1 + roots``, at least one start each
     per round) spent most of the time on the dear one (Figure 2a, n = 8: left lifting,
@@ -254,7 +282,7 @@ def start_shares(solvers, stats, sizes):
             mean = (st["cost"] + prior) / (st["starts"] + 1)
             rate.append((st["roots"] + 0.5) / (st["cost"] + prior))
         per_start.append(mean)
-    rate = np.array(rate)
+    rate = np.array(rate) ** SHARE_POWER
     share = (rate / rate.sum()) / np.array(per_start)
     return share / share.sum()
 
@@ -266,8 +294,12 @@ def _cycle(solvers, stats, sizes, rng, length=64):
     of 16: the rounding gave a solver with a share of 0.4 starts a whole slot (6%), early
     in the round, where most trials stop -- at Figure 2a, n = 8, k = 5 the left lifting,
     which never found a root, took 360 of 1600 starts that way."""
-    share = start_shares(solvers, stats, sizes)
-    return [solvers[i] for i in rng.choice(len(solvers), size=length, p=share)]
+    cdf = np.cumsum(start_shares(solvers, stats, sizes))
+    # inverse-CDF draws (Generator.choice with p validates and normalises p on every
+    # call: ~3x the cost)
+    idx = np.minimum(np.searchsorted(cdf, rng.random(length) * cdf[-1], side="right"),
+                     len(solvers) - 1)
+    return [solvers[i] for i in idx]
 
 
 #: the forced exploration of EXPLORE_BY is per trial only while the run has given a solver
@@ -301,12 +333,8 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
             tr.untried.remove((side, kind))
         prog, var = progs[side], variables[side]
         params, consts, ystar, P, C = tr.side(side)
-        w0 = tr.rng.standard_normal(len(var)) * tr.scale
-        N0 = prog.node_buffer(P)
-        N0[:] = tr.rng.standard_normal(N0.shape)
-        if kind == "lm":
-            w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
-        elif kind == "lifted":
+        cost_its = None
+        if kind == "lifted":
             # the restarts' random points come from the trial's generator too (a
             # xoshiro state drawn from it), so the result stays a function of the seed
             state = tr.rng.integers(0, 2**63, size=4, dtype=np.uint64) | np.uint64(1)
@@ -316,10 +344,31 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
             st = stats.get((side, kind))
             budget_its = LIFTED_STEPS if st is not None and st["roots"] > 0 else max_iter
             cut = max(LIFTED_CUT, CUT_MARGIN * stats.get("root_scale", 0.0))
-            w, res, its, step = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0,
-                                                     budget_its, 1e-14, cut, tr.scale,
-                                                     state)
+            problem = tr.lane_problem(side, prog, var)
+            if problem is not None:
+                # LANES runs at once in the vector unit, each with the step budget of
+                # one scalar run (fastmp.kernels.lanes)
+                w0 = tr.rng.standard_normal((len(var), lanes.LANES)) * tr.scale[:, None]
+                N0 = tr.rng.standard_normal(problem.node_shape)
+                w, conv, its, step = lanes.run(problem, w0, N0, lanes.LANES * budget_its,
+                                               1e-14, cut, state)
+                res = prog.residual(P.copy(), C, ystar, var, w) if conv else np.inf
+                cost_its = LANE_STEP_COST * its
+                budget_its = its + 1  # a run that did not converge has res = inf
+            else:
+                w0 = tr.rng.standard_normal(len(var)) * tr.scale
+                N0 = prog.node_buffer(P)
+                N0[:] = tr.rng.standard_normal(N0.shape)
+                w, res, its, step = prog.newton_restarts(P.copy(), C, ystar, var, w0, N0,
+                                                         budget_its, 1e-14, cut, tr.scale,
+                                                         state)
+        elif kind == "lm":
+            w0 = tr.rng.standard_normal(len(var)) * tr.scale
+            w, res, its, step = prog.levenberg_marquardt(P.copy(), C, ystar, var, w0)
         else:
+            w0 = tr.rng.standard_normal(len(var)) * tr.scale
+            N0 = prog.node_buffer(P)
+            N0[:] = tr.rng.standard_normal(N0.shape)
             budget_its = max_iter
             w, res, its, step = prog.newton(P.copy(), C, ystar, var, w0, N0,
                                             kind == "lifted-full", max_iter, 1e-14,
@@ -327,7 +376,8 @@ def _search(progs, variables, tr, upto, solvers, max_iter, stats, sizes, explore
         tr.starts_used += 1
         st = stats.setdefault((side, kind), {"starts": 0, "cost": 0.0, "roots": 0})
         st["starts"] += 1
-        st["cost"] += start_cost(kind, sizes[(side, kind)], int(its))
+        st["cost"] += start_cost(kind, sizes[(side, kind)],
+                                 int(its) if cost_its is None else cost_its)
         # rounding alone leaves a relative residual of about eps |w|^degree at a root
         wmax = float(np.max(np.abs(w))) if np.all(np.isfinite(w)) else np.inf
         floor = 1e-13 * np.exp(min(700.0, (len(prog.steps) + 1) * np.log1p(wmax)))
@@ -388,8 +438,10 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     sizes = {(side, kind): (lsize[side] if kind == "lifted-full" else len(variables[side]))
              for side, kind in solvers}
     stats = {}
+    lanes_ok = {}
     for tr in state:
         tr.untried = list(solvers)
+        tr.lanes_ok = lanes_ok
     rounds = []
     budget = min(8, starts) if adaptive else starts
     while True:

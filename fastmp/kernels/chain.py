@@ -947,6 +947,12 @@ class ChainProgram:
                                    self.src_idx, self.steps_arr, self.terms_arr, var, ystar,
                                    w0, max_iter, tol, stall_window, stall_ratio)
 
+    def residual(self, P, C, ystar, var, w):
+        """:func:`residual_at` on padded per-trial arrays (``P`` is overwritten)."""
+        return residual_at(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
+                           self.steps_arr, self.terms_arr, var, np.asarray(w, np.float64),
+                           ystar)
+
     def newton_restarts(self, P, C, ystar, var, w0, N0, max_iter, tol, cut, wscale, state):
         """Run :func:`newton_restarts` on padded per-trial arrays (``P`` is overwritten)."""
         return newton_restarts(P, self.pshape, C, self.cshape, self.src_kind, self.src_idx,
@@ -1130,6 +1136,19 @@ def _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, 
     _residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar, Y)
     res = np.max(np.abs(Y)) / yscale
     return res if np.isfinite(res) else np.inf
+
+
+@jit
+def residual_at(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, w, Ystar):
+    """Relative max-norm of the original residual at ``w`` (``P`` overwritten)."""
+    _set_vars(P, var, w)
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    N = np.zeros((steps.shape[0] + 1, max(P.shape[1], ns[0, 0]), ns[0, 1]))
+    d, m = Ystar.shape
+    Y = np.empty((d, m))
+    yscale = max(1.0, _maxabs2(Ystar, d, m))
+    return _max_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, N, Ystar,
+                         Y, yscale)
 
 
 @jit
