@@ -500,6 +500,24 @@ def krawczyk_double(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, 
     per Jacobian enclosure, so it runs unconditionally. Callers still fall back to the
     arb tests when this fails (huge roots, singular or not yet converged points)."""
     d, m = Ystar.shape
+    ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
+    for v in range(var.shape[0]):
+        P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
+    Rm, Rr = residual_dd(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, Ystar,
+                         d, m)
+    return krawczyk_with_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var,
+                                  w, J0, Rm, Rr, inflation)
+
+
+@jit
+def krawczyk_with_residual(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, w,
+                           J0, Rm_, Rr_, inflation):
+    """:func:`krawczyk_double` with the residual enclosure given: ``|R(w~) - Rm_| <=
+    Rr_`` (``d x m``, row-major as the equations). Sets the unknowns of ``P`` to ``w``
+    and encloses ``J(X)`` over the boxes around them. Kept separate so that the residual
+    enclosure can be compared (tests: :func:`output_ball`'s against :func:`residual_dd`'s
+    on the same roots)."""
+    d, m = Rm_.shape
     r = var.shape[0]
     ns = node_shapes(pshape, cshape, src_kind, src_idx, steps)
     Yinv = np.empty((r, r))
@@ -508,14 +526,12 @@ def krawczyk_double(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, 
     Pr = np.zeros_like(P)
     for v in range(r):
         P[var[v, 0], var[v, 1], var[v, 2]] = w[v]
-    Ym, Yr = residual_dd(P, pshape, C, cshape, src_kind, src_idx, steps, terms, ns, Ystar,
-                         d, m)
     Rm = np.empty((r, 1))
     Rr = np.empty((r, 1))
     for i in range(d):
         for c in range(m):
-            Rm[i * m + c, 0] = Ym[i, c]
-            Rr[i * m + c, 0] = Yr[i, c]
+            Rm[i * m + c, 0] = Rm_[i, c]
+            Rr[i * m + c, 0] = Rr_[i, c]
     # base = |Yinv R| enclosure (Yinv exact: a ball of radius zero)
     Yr0 = np.zeros((r, r))
     Bm = np.empty((r, 1))
