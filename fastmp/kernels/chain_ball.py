@@ -263,9 +263,10 @@ def _split(a):
 def _two_prod(a, b):
     """Dekker's TwoProduct without fma: ``x = fl(a b)`` and ``y`` with ``a b = x + y``
     exactly if no underflow occurs (Ogita, Rump & Oishi 2005, Algorithm 3.3 and Thm 3.4);
-    with underflow ``|a b - x - y| <= 5 eta``, ``eta = 2^-1074`` (ibid., eq. 3.4 / Rump,
-    Ogita & Oishi 2008), which the callers cover by a ``TINY`` per product. Numba compiles
-    with ``fastmath=False``: no contraction into fma, no reassociation."""
+    with underflow it errs by a few ``eta = 2^-1074`` (ibid., Sec. 3, give ``5 eta``),
+    which the callers cover by a ``TINY = 2^62 eta`` per product. Numba compiles with
+    ``fastmath=False``: no contraction into fma, no reassociation (tested: the compiled
+    and the interpreted results are the same bits and exact in rationals)."""
     x = a * b
     a1, a2 = _split(a)
     b1, b2 = _split(b)
@@ -298,11 +299,16 @@ def _ddmm(Ah, Al, Ar, ar, ac, Bh, Bl, Br, bc, Ch, Cl, Cr):
         Cr = (sum_k [|a~| rb + ra (|b~| + rb) + u (...) + TINY]) (1 + 4 (M + 2) u)
 
     where the last factor covers the roundings of the radius computation itself: the
-    radius is a sum of products of non-negative doubles, each monomial rounded at most
-    ``M <= 16 (ac + 1)`` times, each rounding at worst a factor ``(1 + u)^-1`` below the
-    exact value (Rump, BIT 39, 1999, the same argument as the module's
-    ``1 + 4 (k + 2) u``); ``TINY = 2^-1012`` per term covers underflow (``7 eta``) and the
-    subnormal roundings of the radius terms (each below ``eta``; at most ~30 per term).
+    radius is a sum of products of non-negative doubles (``|a~| <= |ah| + |al|`` etc.),
+    each monomial passing through at most ``ac + 10`` roundings (``ac`` of the running
+    sums, at most 7 inside a term, 3 at the end), each at worst a factor ``(1 + u)^-1``
+    below the exact value, and ``(1 + u)^M <= 1 + 2 M u`` for ``M u < 1``; ``M = 16 (ac +
+    1)`` is taken, and the factor's own rounding and that of the product by it are in the
+    slack between ``2 M u`` and ``4 (M + 2) u`` (Rump, BIT 39, 1999, the same argument as
+    the module's ``1 + 4 (k + 2) u``). ``TINY = 2^-1012`` per term covers underflow in
+    the midpoint (``7 eta``) and the subnormal roundings of the radius terms (each at
+    most ``eta / 2`` absolute, never multiplied afterwards except by ``inflate``; at most
+    ~10 per term).
     """
     inflate = 1.0 + 4.0 * (16.0 * (ac + 1) + 2.0) * U
     for i in range(ar):
