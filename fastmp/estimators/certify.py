@@ -220,7 +220,7 @@ def krawczyk_compiled(prog, P, C, ystar, var, w, inflation=(4.0, 64.0, 1024.0)):
     padded parameters ``P`` and constants ``C`` (left untouched): the residual is
     enclosed in double-double arithmetic with a rigorous double radius
     (:func:`fastmp.kernels.chain_ball.residual_dd`) instead of 128-bit arb. Rigorous like
-    :func:`krawczyk` and ~40x cheaper (~45 us against ~1.9 ms at Figure 2a, n = 8); with
+    :func:`krawczyk` and ~6x cheaper (~45 us against ~0.29 ms at Figure 2a, n = 8); with
     the double-double residual it certifies the ill-conditioned roots :func:`krawczyk`
     certifies there (38 of 38 at 300 trials, where the earlier double-ball residual
     failed all of them), and callers still go on to :func:`krawczyk` and
