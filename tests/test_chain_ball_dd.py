@@ -169,12 +169,12 @@ def figure2a_roots():
     calls = []
     orig = pol.certify_root
 
-    def record(prog, params, consts, ystar, var, w, padded=None):
+    def record(prog, params, consts, ystar, var, w, padded=None, **kw):
         calls.append((prog, [np.array(p) for p in params], [np.array(c) for c in consts],
                       np.array(ystar), np.asarray(var, dtype=np.int64).reshape(-1, 3),
                       np.array(w, dtype=np.float64),
                       (padded[0].copy(), padded[1].copy()) if padded is not None else None))
-        return orig(prog, params, consts, ystar, var, w, padded)
+        return orig(prog, params, consts, ystar, var, w, padded, **kw)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(pol, "certify_root", record)

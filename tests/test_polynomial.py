@@ -273,3 +273,32 @@ def test_arb_ladder_stops_where_newton_does_not_converge():
     ok, _, _ = krawczyk_arb(prog, params, consts, ystar, var, far, prec=212, report=rep)
     assert not ok and rep["converged"] is False
     assert certify_root(prog, params, consts, ystar, var, far) == (False, "")
+
+
+def test_candidates_the_compiled_test_fails_are_certified_at_the_end_of_the_round(monkeypatch):
+    # the search defers the arb tests of a candidate the compiled Krawczyk test does not
+    # certify; an unmatched trial's deferred candidates are certified (or not) once its
+    # round of starts is over -- never dropped, never counted without a proof
+    import fastmp.estimators.polynomial as pol
+    net = fastmp.LRNN(n=6, T=3, b=1, d=2)
+    alloc = random_in_rows(net, "W", 6, 2, rng=0, row_cap=3)   # Theorem 3.5 rows: MP 1
+    ref = fastmp.match_probability(net, alloc, trials=6, seed=4, method="newton")
+    assert ref.mp == 1.0
+    monkeypatch.setattr(pol, "krawczyk_compiled", lambda *a, **k: (False, np.inf))
+    calls = []
+    orig = pol.krawczyk
+
+    def arb_residual(*a, **k):
+        calls.append(1)
+        return orig(*a, **k)
+    monkeypatch.setattr(pol, "krawczyk", arb_residual)
+    res = fastmp.match_probability(net, alloc, trials=6, seed=4, method="newton")
+    assert res.mp == 1.0 and len(calls) >= 6
+    # and a fake test that certifies nothing leaves near-misses, not matches
+    def no_arb(prog, params, consts, ystar, var, w, prec, report):
+        report["converged"] = False
+        return False, np.inf, w
+    monkeypatch.setattr(pol, "krawczyk", lambda *a, **k: (False, np.inf))
+    monkeypatch.setattr(pol, "krawczyk_arb", no_arb)
+    res = fastmp.match_probability(net, alloc, trials=6, seed=4, method="newton", starts=8)
+    assert res.matches == 0 and res.ambiguous == 6
