@@ -46,7 +46,7 @@ EXTENSIONS = [
         "fastmp._ext._lanes",
         [f"{CSRC}/fastmp/_ext/_lanes.pyx"],
         include_dirs=[numpy.get_include(), f"{CSRC}/fastmp/_ext"],
-        depends=[f"{CSRC}/fastmp/_ext/lane_newton.h"],
+        depends=[f"{CSRC}/fastmp/_ext/lane_newton.h", f"{CSRC}/fastmp/_ext/lane_newton_body.h"],
     ),
     # the C-level API for other Cython / C codes (capi.pxd documents it)
     Extension(

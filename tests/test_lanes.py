@@ -101,3 +101,30 @@ def test_shape_errors():
         lanes.run(problem, w0[:, :4].copy(), N0, 80, 1e-14, 1e4, _state(0, 0, 0))
     with pytest.raises(ValueError):
         lanes.run(problem, w0, N0, 80, 1e-14, 1e4, np.zeros(3, np.uint64))
+
+
+def test_portable_code_finds_the_same_planted_root():
+    # the default-target copy of the kernel (taken on CPUs without AVX-512) runs the same
+    # algorithm: from points near a root it converges to that root too
+    net, alloc, prog, var, params, consts, _, P, C, wscale, _ = _setting(4)
+    w_true = np.array([params[p][i, j] for p, i, j in var])
+    N = prog.node_buffer(P)
+    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                        prog.ns, N)
+    Y = np.empty((prog.d, prog.m))
+    chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N, prog.d, prog.m, Y)
+    problem = lanes.Problem(prog, P, C, var, Y, wscale)
+    rng = np.random.default_rng(1)
+    w0 = w_true[:, None] * (1 + 1e-7 * rng.standard_normal((len(var), lanes.LANES)))
+    N0 = np.repeat(N[:, :8, :, None], lanes.LANES, axis=3)
+    for portable in (False, True):
+        w, conv, steps, _ = lanes.run(problem, w0, N0, 8 * 50, 0.0, 1e4, _state(4, 0, 0),
+                                      portable=portable)
+        assert conv
+        np.testing.assert_allclose(w, w_true, rtol=1e-9, atol=1e-12)
+    # and from random points it finds roots of the Figure 2a system
+    net, alloc, prog, var, params, consts, ystar, P, C, wscale, problem = _setting(7)
+    w0, N0 = _starts(problem, var, wscale, 7)
+    w, conv, steps, _ = lanes.run(problem, w0, N0, 8 * 400, 1e-14, 1e4, _state(7, 0, 0),
+                                  portable=True)
+    assert conv and certify_root(prog, params, consts, ystar, var, w, (P, C))[0]

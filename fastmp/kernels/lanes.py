@@ -5,9 +5,10 @@ a chain of small dependent products and an ``r x r`` solve, too small to fill a 
 unit (3.3 us per step at Figure 2a, n = 8). The random restarts of one start are
 independent, so the C kernel behind :func:`run` (``csrc/fastmp/_ext/lane_newton.h``,
 module ``fastmp._ext._lanes``) advances ``LANES`` of them at once, one run per vector
-lane: ~1 us per step of one run at n = 8, and -- with each lane restarting on its own
-when it leaves the box or fails -- about 2.0-2.3 certified roots per ms at k = 8 against
-0.75 for the scalar runs (40 trials x 5 starts). Each lane's arithmetic is
+lane: 0.85-0.95 us per step of one run at n = 8 (AVX-512; the code is compiled twice,
+for AVX-512 and for the build's default target, and picked at run time), and -- with each
+lane restarting on its own when it leaves the box or fails -- about 2.2-2.4 certified
+roots per ms at k = 8 against 0.75 for the scalar runs (60 trials x 8 starts). Each lane's arithmetic is
 :func:`fastmp.kernels.chain.newton`'s eliminated lifted step, so the iterates agree with
 the scalar kernel's to rounding (not bit for bit: the sums run in another order and the
 compiler may fuse multiply-adds).
@@ -75,13 +76,14 @@ class Problem:
         self.node_shape = (len(prog.steps) + 1, n, b, LANES)
 
 
-def run(problem, w0, N0, budget, tol, cut, state, max_run=1 << 40):
+def run(problem, w0, N0, budget, tol, cut, state, max_run=1 << 40, portable=False):
     """One call of the lanes: ``LANES`` runs from ``w0`` (``r x LANES``) and nodes ``N0``
     (``problem.node_shape``), each restarting from a fresh random point when it fails,
     until one converges or the runs have taken ``budget`` steps in all. ``state`` (4
-    uint64) drives the restarts and is advanced. Returns ``(w, converged, steps,
-    last_step)``."""
+    uint64) drives the restarts and is advanced. ``portable`` runs the default-target
+    copy of the code even on a CPU with AVX-512 (tests). Returns ``(w, converged,
+    steps, last_step)``."""
     p = problem
     return lane_newton(p.A0, p.S, p.Lm, p.R, p.term_node, p.vi, p.vj, p.ystar, p.wscale,
                        w0, N0, int(budget), float(tol), CONVERGED, float(cut), int(max_run),
-                       state)
+                       state, portable)

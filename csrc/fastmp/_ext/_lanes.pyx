@@ -29,18 +29,20 @@ cdef extern from "lane_newton.h":
     int fastmp_lane_newton(const ln_problem* p, const double* w0, const double* N0,
                            long budget, double tol, double converged, double cut,
                            long max_run, uint64_t* state, double* w_out, long* steps,
-                           double* last_step) nogil
+                           double* last_step, int portable) nogil
 
 
 def lane_newton(A0, S, Lm, R, term_node, vi, vj, Ystar, wscale, w0, N0, long budget,
-                double tol, double converged, double cut, long max_run, state):
+                double tol, double converged, double cut, long max_run, state,
+                bint portable=False):
     """Run the lanes once (see ``lane_newton.h``).
 
     ``A0`` (n x n), ``S`` (n x b), ``Lm`` (d x n), ``R`` (nt x b x m), ``Ystar`` (d x m):
     float64, C-contiguous; ``term_node``, ``vi``, ``vj``: intp; ``wscale`` (r); ``w0``
     (r x LANES) and ``N0`` ((K+1) x n x b x LANES): the lanes' first points;
     ``state``: uint64 array of 4, the restarts' xoshiro256** state (advanced in place).
-    Returns ``(w, converged, steps, last_step)``.
+    ``portable``: run the default-target code even where the AVX-512 copy could run
+    (tests). Returns ``(w, converged, steps, last_step)``.
     """
     cdef const double[:, ::1] A0v = A0
     cdef const double[:, ::1] Sv = S
@@ -93,7 +95,7 @@ def lane_newton(A0, S, Lm, R, term_node, vi, vj, Ystar, wscale, w0, N0, long bud
     cdef int rc
     with nogil:
         rc = fastmp_lane_newton(&p, &w0v[0, 0], &N0v[0, 0, 0, 0], budget, tol, converged,
-                                cut, max_run, &st[0], &wv[0], &steps, &last)
+                                cut, max_run, &st[0], &wv[0], &steps, &last, portable)
     if rc < 0:
         raise MemoryError("lane_newton could not allocate its scratch")
     return w, bool(rc), int(steps), float(last)
