@@ -31,6 +31,23 @@ def _starts(problem, var, wscale, seed):
     return w0, N0
 
 
+def _planted(seed):
+    """The student's own weights as a planted root (targets = its own outputs) and, per
+    lane, a start 1e-7 away from it with the root's nodes."""
+    net, alloc, prog, var, params, consts, _, P, C, wscale, _ = _setting(seed)
+    w_true = np.array([params[p][i, j] for p, i, j in var])
+    N = prog.node_buffer(P)
+    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
+                        prog.ns, N)
+    Y = np.empty((prog.d, prog.m))
+    chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N, prog.d, prog.m, Y)
+    problem = lanes.Problem(prog, P, C, var, Y, wscale)
+    rng = np.random.default_rng(seed)
+    w0 = w_true[:, None] * (1 + 1e-7 * rng.standard_normal((len(var), lanes.LANES)))
+    N0 = np.repeat(N[:, :8, :, None], lanes.LANES, axis=3)
+    return prog, var, P, C, Y, w_true, problem, w0, N0
+
+
 def _state(*key):
     return np.array(trial_state(*key), dtype=np.uint64)
 
@@ -53,17 +70,7 @@ def test_supported_programs():
 
 def test_lanes_step_is_newtons_step_from_a_planted_root():
     # from points near a root every lane converges to it, as scalar Newton does
-    net, alloc, prog, var, params, consts, _, P, C, wscale, _ = _setting(3)
-    w_true = np.array([params[p][i, j] for p, i, j in var])
-    N = prog.node_buffer(P)
-    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
-                        prog.ns, N)
-    Y = np.empty((prog.d, prog.m))
-    chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N, prog.d, prog.m, Y)
-    problem = lanes.Problem(prog, P, C, var, Y, wscale)
-    rng = np.random.default_rng(0)
-    w0 = w_true[:, None] * (1 + 1e-7 * rng.standard_normal((len(var), lanes.LANES)))
-    N0 = np.repeat(N[:, :8, :, None], lanes.LANES, axis=3)
+    prog, var, P, C, Y, w_true, problem, w0, N0 = _planted(3)
     w, conv, steps, last = lanes.run(problem, w0, N0, 8 * 50, 0.0, 1e4, _state(1, 2, 3))
     assert conv and steps <= 8 * 10
     np.testing.assert_allclose(w, w_true, rtol=1e-9, atol=1e-12)
@@ -106,17 +113,7 @@ def test_shape_errors():
 def test_portable_code_finds_the_same_planted_root():
     # the default-target copy of the kernel (taken on CPUs without AVX-512) runs the same
     # algorithm: from points near a root it converges to that root too
-    net, alloc, prog, var, params, consts, _, P, C, wscale, _ = _setting(4)
-    w_true = np.array([params[p][i, j] for p, i, j in var])
-    N = prog.node_buffer(P)
-    chain.forward_nodes(P, prog.pshape, C, prog.src_kind, prog.src_idx, prog.steps_arr,
-                        prog.ns, N)
-    Y = np.empty((prog.d, prog.m))
-    chain.output(P, prog.pshape, C, prog.cshape, prog.terms_arr, prog.ns, N, prog.d, prog.m, Y)
-    problem = lanes.Problem(prog, P, C, var, Y, wscale)
-    rng = np.random.default_rng(1)
-    w0 = w_true[:, None] * (1 + 1e-7 * rng.standard_normal((len(var), lanes.LANES)))
-    N0 = np.repeat(N[:, :8, :, None], lanes.LANES, axis=3)
+    prog, var, P, C, Y, w_true, problem, w0, N0 = _planted(4)
     for portable in (False, True):
         w, conv, steps, _ = lanes.run(problem, w0, N0, 8 * 50, 0.0, 1e4, _state(4, 0, 0),
                                       portable=portable)
