@@ -234,10 +234,12 @@ PRIOR_ITERATIONS = {"lifted-full": 15, "lifted": 55, "newton": 45, "lm": 100}
 #: before: at n = 12 and 16 it finds none, and 120-step starts there had raised the
 #: projected Figure 2a sweep from ~5 to ~24 min on 2 cores.
 LIFTED_STEPS = 120
+LIFTED_CUT = 1e4
+CUT_MARGIN = 100.0
 
 #: cost units of one lane step (:mod:`fastmp.kernels.lanes`) relative to one step of the
-#: scalar kernels in :func:`start_cost`: ~1.0 against ~3.3 us at Figure 2a, n = 8 -- a
-#: fixed ratio, so that the shares stay a function of the seed
+#: scalar kernels in :func:`start_cost`: 0.65-1.05 against ~3.3 us at Figure 2a, n = 8 --
+#: a fixed ratio, so that the shares stay a function of the seed
 LANE_STEP_COST = 0.3
 
 #: shares follow the rates raised to this power (see start_shares): with the lanes the
@@ -246,8 +248,6 @@ LANE_STEP_COST = 0.3
 #: 22% of the time: power 2 took k = 8 from 1.27 to 1.05 ms per trial at the same MP
 #: (300 trials), k = 5 and 6 unchanged; n = 12 within noise (40 trials)
 SHARE_POWER = 2.0
-LIFTED_CUT = 1e4
-CUT_MARGIN = 100.0
 
 
 #: every solver of the portfolio runs at least once among a trial's first EXPLORE_BY

@@ -854,10 +854,12 @@ def newton(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0
 def newton_restarts(P, pshape, C, cshape, src_kind, src_idx, steps, terms, var, Ystar, w0,
                     N0, max_iter, tol, cut, wscale, state):
     """Eliminated lifted Newton (:func:`newton`, ``lifted=True``) from ``(w0, N0)`` that,
-    whenever an iterate leaves the box ``max(|w|, |N|) <= cut``, starts again from a
-    fresh random point (``w ~ N(0, wscale^2)`` entrywise, nodes ``N(0, 1)``, drawn from
-    the xoshiro state ``state``), until ``max_iter`` Newton steps in all. Returns
-    ``(w, residual, steps, last_step)`` of the last run, like :func:`newton`."""
+    whenever a run fails -- an iterate leaves the box ``max(|w|, |N|) <= cut`` (``cut =
+    0``: no box), a singular step, an overflow -- starts again from a fresh random point
+    (``w ~ N(0, wscale^2)`` entrywise, nodes ``N(0, 1)``, drawn from the xoshiro state
+    ``state``), until a run stops by itself (converged) or ``max_iter`` Newton steps in
+    all. Returns ``(w, residual, steps, last_step)`` of the last run, like
+    :func:`newton`; ``last_step = inf`` if it failed."""
     total = 0
     wi = w0.copy()
     Ni = N0.copy()
