@@ -17,8 +17,9 @@
  *
  * LANES runs are stored lane-minor (entry e of lane l at e * LANES + l), so that every
  * arithmetic operation is one vector instruction over the lanes (GCC vector extensions;
- * target clones pick AVX-512, AVX2 or SSE2 at load time). Only partial pivoting's row
- * swaps and the per-run bookkeeping are scalar.
+ * the code is compiled for AVX-512 and for the default target, and the caller's CPU picks
+ * one at run time, see fastmp_lane_newton below). Only partial pivoting's row swaps and
+ * the per-run bookkeeping are scalar.
  *
  * A run that fails -- non-finite residual, zero pivot, |w| > 1e8, an iterate outside the
  * box max(|w|, |N_k|) <= cut, or max_run steps -- goes on from a fresh random point
