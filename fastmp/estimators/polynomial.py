@@ -126,7 +126,7 @@ class _Trial:
         self._key = (model, progs, seed, trial, m)
         self._sides = {}
         self._lanes = {}
-        self.lanes_ok = {}  # shared by the run's trials (run_newton sets one dict)
+        self.lanes_ok = {}  # side -> lanes.supported, the same for every trial of a run
         self.rng = np.random.default_rng([seed, trial, 0x5EED])
         self.pick = np.random.default_rng([seed, trial, 0xC401CE])
         self.starts_used = 0
@@ -142,11 +142,9 @@ class _Trial:
         """The side's :class:`fastmp.kernels.lanes.Problem` (built on first use), or None
         where the lane kernel does not apply (:func:`fastmp.kernels.lanes.supported`)."""
         if side not in self._lanes:
-            ok = self.lanes_ok.get(side)
-            if ok is None:
-                ok = self.lanes_ok[side] = lanes.supported(prog, var)
             _params, _consts, ystar, P, C = self.side(side)
-            self._lanes[side] = lanes.Problem(prog, P, C, var, ystar, self.scale) if ok else None
+            self._lanes[side] = (lanes.Problem(prog, P, C, var, ystar, self.scale)
+                                 if self.lanes_ok[side] else None)
         return self._lanes[side]
 
     def side(self, side):
@@ -473,7 +471,7 @@ def run_newton(model, allocation, m, trials, seed, starts=64, adaptive=True, lif
     sizes = {(side, kind): (lsize[side] if kind == "lifted-full" else len(variables[side]))
              for side, kind in solvers}
     stats = {}
-    lanes_ok = {}
+    lanes_ok = {side: lanes.supported(progs[side], variables[side]) for side in sides}
     for tr in state:
         tr.untried = list(solvers)
         tr.lanes_ok = lanes_ok
